@@ -1,0 +1,1 @@
+"""Conformance testing of Tessera execution providers against the ONNX backend test suite."""

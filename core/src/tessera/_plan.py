@@ -1,0 +1,382 @@
+"""The execution plan: partitions become ordered steps over integer value slots.
+
+Everything is decided here, at session creation: kernel lookup, attribute parsing, device
+transfers and buffer lifetimes. ``Plan.run`` only walks the prebuilt steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import onnx_ir as ir
+
+from tessera._errors import InvalidGraph, RuntimeFailure, TesseraError
+from tessera._graph import implicit_inputs, make_node_info, node_reads
+from tessera._kernels import NodeInfo
+from tessera._partition import Partition, partition_graph, unclaimed_error
+from tessera._provider import CompiledSubgraph, ExecutionProvider, host_array
+
+HOST = "cpu"
+
+
+@dataclasses.dataclass
+class StepInfo:
+    """What a step is, for explain(), profiling and error messages."""
+
+    label: str
+    op_type: str
+    provider: str
+    kind: str  # "kernel", "compiled" or "transfer"
+    nodes: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass
+class PlanOptions:
+    providers: Sequence[ExecutionProvider]
+    opsets: Mapping[str, int]
+    fallback_disabled: bool = False
+    max_depth: int = 64
+
+
+class Plan:
+    """Prebuilt steps for one (sub)graph. ``run`` is reentrant: all state is per call."""
+
+    def __init__(self) -> None:
+        self.template: list[Any] = []
+        self.input_slots: list[int] = []
+        self.captured_slots: list[int] = []
+        self.output_slots: list[int] = []
+        self.steps: list[tuple[Callable, tuple[int, ...], tuple[int, ...], tuple[int, ...]]] = []
+        self.step_info: list[StepInfo] = []
+        self.assignments: dict[str, str] = {}
+        self.claims: dict[str, str] = {}
+        self.rejected_claims: list[str] = []
+        self.declined: dict[str, list[str]] = {}
+        self.transfers: int = 0
+        self.run_start_hooks: list[Callable[[], None]] = []
+        self.run_end_hooks: list[Callable[[], None]] = []
+
+    def run(self, inputs: Sequence[Any], captured: Sequence[Any] = ()) -> list[Any]:
+        env = self.template.copy()
+        for slot, value in zip(self.input_slots, inputs):
+            if value is not None or env[slot] is None:
+                env[slot] = value
+        for slot, value in zip(self.captured_slots, captured):
+            env[slot] = value
+        try:
+            for fn, ins, outs, frees in self.steps:
+                results = fn(*[env[i] for i in ins])
+                for slot, value in zip(outs, results):
+                    env[slot] = value
+                for slot in frees:
+                    env[slot] = None
+        except TesseraError:
+            raise
+        except Exception as exc:
+            raise self._failure(fn, ins, exc) from exc
+        return [env[s] for s in self.output_slots]
+
+    def run_profiled(self, inputs: Sequence[Any], captured: Sequence[Any], events: list) -> list[Any]:
+        """Like :meth:`run`, recording one (StepInfo, start_s, duration_s, inputs, outputs) per step."""
+        env = self.template.copy()
+        for slot, value in zip(self.input_slots, inputs):
+            if value is not None or env[slot] is None:
+                env[slot] = value
+        for slot, value in zip(self.captured_slots, captured):
+            env[slot] = value
+        for info, (fn, ins, outs, frees) in zip(self.step_info, self.steps):
+            args = [env[i] for i in ins]
+            start = time.perf_counter()
+            try:
+                results = fn(*args)
+            except TesseraError:
+                raise
+            except Exception as exc:
+                raise self._failure(fn, ins, exc) from exc
+            events.append((info, start, time.perf_counter() - start, args, results))
+            for slot, value in zip(outs, results):
+                env[slot] = value
+            for slot in frees:
+                env[slot] = None
+        return [env[s] for s in self.output_slots]
+
+    def _failure(self, fn: Callable, ins: tuple, exc: Exception) -> RuntimeFailure:
+        for info, step in zip(self.step_info, self.steps):
+            if step[0] is fn and step[1] is ins:
+                return RuntimeFailure(
+                    f"{info.kind} step {info.label!r} (op {info.op_type}) on {info.provider} "
+                    f"failed: {type(exc).__name__}: {exc}"
+                )
+        return RuntimeFailure(f"a step failed: {type(exc).__name__}: {exc}")
+
+
+def _check_order(graph: ir.Graph, nodes: list[ir.Node], known: set[int]) -> list[ir.Node]:
+    """Nodes in a topological order (stable); undefined inputs and cycles are errors."""
+    producer = {id(v): i for i, n in enumerate(nodes) for v in n.outputs}
+    waiting: list[int] = []
+    indegree = [0] * len(nodes)
+    users: list[list[int]] = [[] for _ in nodes]
+    for j, node in enumerate(nodes):
+        for v in node_reads(node):
+            if id(v) in known:
+                continue
+            i = producer.get(id(v))
+            if i is None:
+                raise InvalidGraph(
+                    f"node {node.name or node.op_type!r} (op {node.op_type}) reads {v.name!r}, "
+                    "which is not a graph input, an initializer or the output of any node"
+                )
+            if i == j:
+                raise InvalidGraph(f"node {node.name or node.op_type!r} reads its own output {v.name!r}")
+            indegree[j] += 1
+            users[i].append(j)
+    waiting = [j for j, d in enumerate(indegree) if d == 0]
+    heapq.heapify(waiting)
+    order: list[int] = []
+    while waiting:
+        i = heapq.heappop(waiting)
+        order.append(i)
+        for j in users[i]:
+            indegree[j] -= 1
+            if indegree[j] == 0:
+                heapq.heappush(waiting, j)
+    if len(order) != len(nodes):
+        stuck = [nodes[j].name or f"{nodes[j].op_type}_{j}" for j in range(len(nodes)) if indegree[j] > 0]
+        raise InvalidGraph(f"the graph has a cycle through node(s) {stuck[:10]}")
+    return [nodes[i] for i in order]
+
+
+class _Builder:
+    """Builds one Plan; nested graphs get their own builder through the subgraph runners."""
+
+    def __init__(self, options: PlanOptions, depth: int = 0, prefix: str = "") -> None:
+        self.options = options
+        self.depth = depth
+        self.prefix = prefix
+        self.plan = Plan()
+        self.slot_of: dict[str, int] = {}
+        self.device_of: dict[int, str] = {}
+        self.moved: dict[tuple[int, str], int] = {}
+
+    def slot(self, name: str, device: str = HOST) -> int:
+        if name not in self.slot_of:
+            self.slot_of[name] = len(self.plan.template)
+            self.plan.template.append(None)
+            self.device_of[self.slot_of[name]] = device
+        return self.slot_of[name]
+
+    def new_slot(self, device: str) -> int:
+        self.plan.template.append(None)
+        idx = len(self.plan.template) - 1
+        self.device_of[idx] = device
+        return idx
+
+    def build(self, graph: ir.Graph, captured: Sequence[str] = ()) -> Plan:
+        if self.depth > self.options.max_depth:
+            raise InvalidGraph(
+                f"subgraphs nest deeper than {self.options.max_depth} levels; raise "
+                "SessionOptions.max_subgraph_depth if the model is legitimate"
+            )
+        plan = self.plan
+        known: set[int] = set()
+        for v in graph.inputs:
+            plan.input_slots.append(self.slot(v.name))
+            known.add(id(v))
+        for v in graph.initializers.values():
+            plan.template[self.slot(v.name)] = v.const_value.numpy() if v.const_value is not None else None
+            known.add(id(v))
+        outer = {id(v): v for v in implicit_inputs(graph)}
+        for name in captured:
+            plan.captured_slots.append(self.slot(name))
+        known.update(outer)
+        nodes = _check_order(graph, list(graph), known)
+        infos = {i: make_node_info(n, i, self.options.opsets) for i, n in enumerate(nodes)}
+        result = partition_graph(graph, nodes, infos, self.options.providers)
+        plan.rejected_claims.extend(result.rejected)
+        if len(result.owner) != len(infos):
+            raise unclaimed_error(infos, result, self.options.providers, self.options.fallback_disabled)
+        for part in self._ordered(nodes, result.owner):
+            self._emit(part, [infos[k] for k in part.claim.nodes], [nodes[k] for k in part.claim.nodes], graph)
+        for v in graph.outputs:
+            if v.name not in self.slot_of:
+                raise InvalidGraph(f"graph output {v.name!r} is never produced")
+            plan.output_slots.append(self._on_device(self.slot_of[v.name], HOST, None))
+        self._plan_frees()
+        return plan
+
+    def _ordered(self, nodes: list[ir.Node], owner: dict[int, Partition]) -> list[Partition]:
+        """Partitions in a topological order (Kahn, by first node index)."""
+        producer = {id(v): i for i, n in enumerate(nodes) for v in n.outputs}
+        parts: dict[int, Partition] = {}
+        first: dict[int, int] = {}
+        for k, part in owner.items():
+            parts[id(part)] = part
+            first[id(part)] = min(first.get(id(part), k), k)
+        deps: dict[int, set[int]] = {pid: set() for pid in parts}
+        for j, node in enumerate(nodes):
+            pj = id(owner[j])
+            for v in node_reads(node):
+                i = producer.get(id(v))
+                if i is not None and id(owner[i]) != pj:
+                    deps[pj].add(id(owner[i]))
+        users: dict[int, list[int]] = {pid: [] for pid in parts}
+        for pid, ds in deps.items():
+            for d in ds:
+                users[d].append(pid)
+        remaining = {pid: len(ds) for pid, ds in deps.items()}
+        ready = [(first[pid], pid) for pid, n in remaining.items() if n == 0]
+        heapq.heapify(ready)
+        out: list[Partition] = []
+        while ready:
+            _, pid = heapq.heappop(ready)
+            out.append(parts[pid])
+            for u in users[pid]:
+                remaining[u] -= 1
+                if remaining[u] == 0:
+                    heapq.heappush(ready, (first[u], u))
+        if len(out) != len(parts):
+            raise InvalidGraph("partitions form a cycle; a provider's claims were inconsistent")
+        return out
+
+    def _on_device(self, slot: int, device: str, provider: ExecutionProvider | None) -> int:
+        """The slot holding ``slot``'s value on ``device``, adding a transfer step if needed."""
+        source = self.device_of[slot]
+        if source == device:
+            return slot
+        key = (slot, device)
+        if key in self.moved:
+            return self.moved[key]
+        producer = self._device_provider.get(source)
+        steps: list[Callable[[Any], Any]] = []
+        if source != HOST and producer is not None:
+            steps.append(producer.to_host)
+        if device != HOST and provider is not None:
+            steps.append(provider.to_device)
+
+        def transfer(value, _steps=tuple(steps)):
+            for move in _steps:
+                value = move(value)
+            return (value,)
+
+        target = self.new_slot(device)
+        constant = self.plan.template[slot]
+        if constant is not None and slot not in self.plan.input_slots:
+            self.plan.template[target] = transfer(constant)[0]  # move constants once, at creation
+        else:
+            self.plan.steps.append((transfer, (slot,), (target,), ()))
+            self.plan.step_info.append(StepInfo(f"transfer {source}->{device}", "MemcpyTransfer", "core", "transfer"))
+            self.plan.transfers += 1
+        self.moved[key] = target
+        return target
+
+    @property
+    def _device_provider(self) -> dict[str, ExecutionProvider]:
+        return {p.device: p for p in self.options.providers}
+
+    def _emit(self, part: Partition, infos: list[NodeInfo], nodes: list[ir.Node], graph: ir.Graph) -> None:
+        provider = part.provider
+        device = provider.device
+        if part.claim.kind == "kernel":
+            info, node = infos[0], nodes[0]
+            self._attach_subgraphs(info, node)
+            try:
+                fn = provider.create_kernel(info)
+            except TesseraError:
+                raise
+            except Exception as exc:
+                raise InvalidGraph(f"{info.describe()} on {provider.name}: {exc}") from exc
+            reads = info.inputs + info.implicit_inputs
+            writes = info.outputs
+            label, op = self.prefix + info.name, info.op_type
+        else:
+            inside = {o for i in infos for o in i.outputs}
+            reads, seen = [], set()
+            for i in infos:
+                for name in i.inputs + i.implicit_inputs:
+                    if name and name not in inside and name not in seen:
+                        seen.add(name)
+                        reads.append(name)
+            graph_outputs = {v.name for v in graph.outputs}
+            used_outside = {v.name for n in graph if n not in nodes for v in node_reads(n)}
+            writes = [o for i in infos for o in i.outputs if o and (o in used_outside or o in graph_outputs)]
+            fn_compiled = provider.compile(CompiledSubgraph(infos, list(reads), list(writes), graph))
+
+            def fn(*args, _f=fn_compiled):
+                return tuple(_f(*args))
+
+            label, op = self.prefix + f"{provider.name}_fused_{len(self.plan.steps)}", "Compiled"
+        ins = tuple(self._on_device(self.slot_of[n], device, provider) if n else self._none_slot() for n in reads)
+        outs = tuple(self.slot(n, device) if n else self._junk_slot() for n in writes)
+        self.plan.steps.append((fn, ins, outs, ()))
+        self.plan.step_info.append(StepInfo(label, op, provider.name, part.claim.kind, tuple(i.name for i in infos)))
+        for i in infos:
+            self.plan.assignments[self.prefix + i.name] = provider.name
+            self.plan.claims[self.prefix + i.name] = part.claim.kind
+        for hook, hooks in ((provider.on_run_start, self.plan.run_start_hooks), (provider.on_run_end, self.plan.run_end_hooks)):
+            if getattr(hook, "__func__", None) not in (ExecutionProvider.on_run_start, ExecutionProvider.on_run_end) and hook not in hooks:
+                hooks.append(hook)
+
+    def _none_slot(self) -> int:
+        if "" not in self.slot_of:
+            self.slot_of[""] = self.new_slot(HOST)
+        return self.slot_of[""]
+
+    def _junk_slot(self) -> int:
+        return self.new_slot(HOST)
+
+    def _attach_subgraphs(self, info: NodeInfo, node: ir.Node) -> None:
+        graphs = {name: a.value for name, a in node.attributes.items() if a.type == ir.AttributeType.GRAPH}
+        if not graphs:
+            return
+        node_captured = list(info.implicit_inputs)
+        builder_options = self.options
+        depth, prefix = self.depth + 1, f"{self.prefix}{info.name}/"
+
+        def build_runner(attr_name: str):
+            if attr_name not in graphs:
+                raise InvalidGraph(f"{info.describe()} has no graph attribute {attr_name!r}")
+            sub = graphs[attr_name]
+            names = [v.name for v in implicit_inputs(sub)]
+            child = _Builder(builder_options, depth, f"{prefix}{attr_name}/")
+            plan = child.build(sub, names)
+            self.plan.assignments.update(plan.assignments)
+            self.plan.claims.update(plan.claims)
+            index = [node_captured.index(n) for n in names]
+            run = plan.run
+
+            def runner(inputs: Sequence[Any], captured: Sequence[Any]) -> list[Any]:
+                return run(inputs, [captured[i] for i in index])
+
+            runner.plan = plan  # type: ignore[attr-defined]
+            return runner
+
+        info._subgraph_builder = build_runner
+
+    def _plan_frees(self) -> None:
+        """Release each intermediate slot right after its last reader."""
+        plan = self.plan
+        keep = set(plan.output_slots) | set(plan.input_slots) | set(plan.captured_slots)
+        keep.update(i for i, v in enumerate(plan.template) if v is not None)
+        last: dict[int, int] = {}
+        for idx, (_, ins, outs, _) in enumerate(plan.steps):
+            for s in ins:
+                last[s] = idx
+            for s in outs:
+                last.setdefault(s, idx)
+        frees: list[list[int]] = [[] for _ in plan.steps]
+        for s, idx in last.items():
+            if s not in keep:
+                frees[idx].append(s)
+        plan.steps = [(fn, ins, outs, tuple(frees[i])) for i, (fn, ins, outs, _) in enumerate(plan.steps)]
+
+
+def build_plan(graph: ir.Graph, options: PlanOptions) -> Plan:
+    return _Builder(options).build(graph)
+
+
+def normalize_output(value: Any) -> Any:
+    return host_array(value)

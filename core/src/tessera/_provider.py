@@ -1,0 +1,191 @@
+"""The provider contract: what a plugin's factory and execution provider must and may implement.
+
+Required methods raise ``NotImplementedError`` naming what to implement; optional ones have safe
+defaults. A kernel-based provider only needs a :class:`KernelRegistry`; a compiling provider
+overrides :meth:`ExecutionProvider.get_capability` and :meth:`ExecutionProvider.compile`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from tessera._kernels import Compute, KernelDef, KernelRegistry, NodeInfo
+
+API_VERSION = "1.0"
+"""The provider API version this core implements. A factory declares the version it targets in
+``ProviderFactory.api_version``; the major numbers must match."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """A provider's claim on nodes of a :class:`GraphView`.
+
+    ``kind="kernel"`` claims exactly one node, run through the provider's kernel registry.
+    ``kind="compiled"`` claims a group of nodes that the provider compiles into one callable
+    with :meth:`ExecutionProvider.compile`.
+    """
+
+    nodes: tuple[int, ...]
+    kind: Literal["kernel", "compiled"] = "kernel"
+    note: str = ""
+
+
+@dataclasses.dataclass
+class GraphView:
+    """The nodes still unassigned when a provider is asked for claims, keyed by node index."""
+
+    nodes: dict[int, NodeInfo]
+    graph: Any  # the onnx_ir.Graph, for providers that need producers/consumers
+
+    def __iter__(self):
+        return iter(self.nodes.items())
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+
+@dataclasses.dataclass
+class CompiledSubgraph:
+    """What :meth:`ExecutionProvider.compile` receives: the claimed nodes and their boundary."""
+
+    nodes: list[NodeInfo]
+    inputs: list[str]
+    outputs: list[str]
+    graph: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class OptionSpec:
+    """One provider option: its type, default and a sentence of documentation."""
+
+    type: type
+    default: Any = None
+    doc: str = ""
+
+
+class ExecutionProvider:
+    """Base class of a created provider. Subclasses set ``registry`` or override ``compile``."""
+
+    name: str = ""
+    device: str = "cpu"
+    precision: str = "fp32"
+    supports_concurrent_run: bool = True
+    registry: KernelRegistry | None = None
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        self.options = dict(options or {})
+
+    # -- capability -----------------------------------------------------------------------------
+    def get_capability(self, view: GraphView) -> list[Claim]:
+        """Claims over ``view``'s nodes. The default claims each node the registry can run."""
+        if self.registry is None:
+            raise NotImplementedError(
+                f"provider {self.name!r}: set `registry` to a KernelRegistry, or override "
+                "get_capability() (and compile()) for a compiling provider"
+            )
+        return [
+            Claim((key,))
+            for key, node in view
+            if isinstance(self.registry.find(node), KernelDef)
+        ]
+
+    def decline_reason(self, node: NodeInfo) -> str:
+        """Why this provider does not claim ``node`` (shown by ``session.explain()``)."""
+        if self.registry is None:
+            return "not part of any claim"
+        found = self.registry.find(node)
+        return found if isinstance(found, str) else "claimed by a provider earlier in the order"
+
+    # -- execution ------------------------------------------------------------------------------
+    def create_kernel(self, node: NodeInfo) -> Compute:
+        """The compute function for a node this provider claimed with ``kind="kernel"``."""
+        if self.registry is None:
+            raise NotImplementedError(
+                f"provider {self.name!r} made a kernel claim but has no `registry`"
+            )
+        return self.registry.build(node)
+
+    def compile(self, subgraph: CompiledSubgraph) -> Callable[..., Sequence[Any]]:
+        """Compile a ``kind="compiled"`` claim into ``fn(*inputs) -> outputs``."""
+        raise NotImplementedError(
+            f"provider {self.name!r} made a compiled claim: implement compile(subgraph)"
+        )
+
+    # -- transfers (host is NumPy) ----------------------------------------------------------------
+    def to_device(self, value: Any) -> Any:
+        """Host value -> this provider's device. The default keeps host values as they are."""
+        return value
+
+    def to_host(self, value: Any) -> Any:
+        """Device value -> NumPy. The default assumes values already live on the host."""
+        return value
+
+    # -- optional run hooks -------------------------------------------------------------------------
+    def on_run_start(self) -> None:
+        """Called before each ``run()`` that uses this provider."""
+
+    def on_run_end(self) -> None:
+        """Called after each ``run()`` that uses this provider (also when it raised)."""
+
+
+class ProviderFactory:
+    """A provider as a plugin declares it. Subclasses set the class attributes and ``create``."""
+
+    name: str = ""
+    aliases: tuple[str, ...] = ()
+    vendor: str = ""
+    version: str = "0"
+    api_version: str = API_VERSION
+    default_priority: int = 0
+    """Higher runs earlier in the claim order. The CPU provider uses -1000 so it comes last."""
+    options: Mapping[str, OptionSpec] = {}
+    distribution: str = ""
+
+    def devices(self) -> list[str]:
+        """Usable devices, probed lazily. Return [] with ``self.unavailable_reason`` set when the
+        provider is installed but has no hardware (no driver, no device, library missing)."""
+        return ["cpu"]
+
+    unavailable_reason: str = ""
+
+    def create(self, options: Mapping[str, Any]) -> ExecutionProvider:
+        raise NotImplementedError(
+            f"provider factory {self.name!r}: implement create(options) -> ExecutionProvider"
+        )
+
+    def validate_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """Options checked against ``self.options`` with defaults filled in; unknown ones raise."""
+        from tessera._errors import InvalidArgument
+
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            valid = ", ".join(sorted(self.options)) or "(none)"
+            raise InvalidArgument(
+                f"provider {self.name!r} has no option(s) {', '.join(map(repr, unknown))}; "
+                f"valid options: {valid}"
+            )
+        resolved = {k: spec.default for k, spec in self.options.items()}
+        for key, value in options.items():
+            spec = self.options[key]
+            try:
+                resolved[key] = value if isinstance(value, spec.type) else spec.type(value)
+            except (TypeError, ValueError):
+                raise InvalidArgument(
+                    f"provider {self.name!r} option {key!r} must be {spec.type.__name__}, "
+                    f"got {value!r}"
+                ) from None
+        return resolved
+
+    def all_names(self) -> tuple[str, ...]:
+        return (self.name, *self.aliases)
+
+
+def host_array(value: Any) -> Any:
+    """Normalise a kernel result for the host: NumPy scalars become 0-d arrays."""
+    if isinstance(value, np.generic):
+        return np.asarray(value)
+    return value

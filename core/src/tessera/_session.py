@@ -1,0 +1,180 @@
+"""InferenceSession: ORT's Python API over Tessera's plan, plus assignments and explain()."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import onnx
+import onnx_ir as ir
+
+from tessera import _providers
+from tessera._errors import InvalidArgument
+from tessera._feeds import InputSpec, input_spec, order_feeds
+from tessera._model import prepare_model
+from tessera._options import ModelMetadata, NodeArg, RunOptions, SessionOptions
+from tessera._plan import Plan, PlanOptions, build_plan
+from tessera._profiling import Profiler
+from tessera._provider import host_array
+from tessera._types import type_string
+
+
+def _node_arg(value: ir.Value) -> NodeArg:
+    shape = []
+    if value.shape is not None:
+        for d in value.shape:
+            shape.append(d if isinstance(d, int) else getattr(d, "value", None))
+    return NodeArg(value.name, type_string(value.type) or "unknown", shape)
+
+
+class InferenceSession:
+    """Load a model, partition it across providers, and run it.
+
+    ``InferenceSession(path_or_bytes, sess_options=None, providers=None, provider_options=None)``
+    takes the same arguments as ``onnxruntime.InferenceSession``. ``providers`` are names (ORT's
+    ``"CPUExecutionProvider"`` or Tessera's ``"cpu"``) or ``(name, options)`` tuples.
+    """
+
+    def __init__(
+        self,
+        path_or_bytes: str | os.PathLike | bytes | onnx.ModelProto,
+        sess_options: SessionOptions | None = None,
+        providers: Sequence[Any] | None = None,
+        provider_options: Sequence[Mapping[str, Any]] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if kwargs:
+            raise InvalidArgument(f"unexpected keyword argument(s) {sorted(kwargs)}")
+        self._sess_options = sess_options or SessionOptions()
+        opts = self._sess_options
+        self._model_path = os.fspath(path_or_bytes) if isinstance(path_or_bytes, (str, os.PathLike)) else None
+        self._model = prepare_model(path_or_bytes)
+        created = _providers.resolve(
+            providers, provider_options, not opts.fallback_disabled, opts.intra_op_num_threads
+        )
+        if not created:
+            raise InvalidArgument("no provider could be created for this session")
+        self._factories = [f for f, _, _ in created]
+        self._providers = [p for _, p, _ in created]
+        self._provider_options = {p.name: {k: str(v) for k, v in o.items()} for _, p, o in created}
+        graph = self._model.graph
+        opsets = dict(self._model.opset_imports)
+        opsets.setdefault("", opsets.get("ai.onnx", 1))
+        self._plan: Plan = build_plan(
+            graph,
+            PlanOptions(self._providers, opsets, opts.fallback_disabled, opts.max_subgraph_depth),
+        )
+        initializer_names = set(graph.initializers)
+        self._input_specs: list[InputSpec] = [
+            input_spec(v, v.name in initializer_names) for v in graph.inputs
+        ]
+        self._inputs = [_node_arg(v) for v in graph.inputs if v.name not in initializer_names]
+        self._overridable = [_node_arg(v) for v in graph.inputs if v.name in initializer_names]
+        self._outputs = [_node_arg(v) for v in graph.outputs]
+        self._output_index = {o.name: i for i, o in enumerate(self._outputs)}
+        serial = not all(p.supports_concurrent_run for p in self._providers)
+        self._run_lock = threading.Lock() if serial else None
+        self._profiler = Profiler(opts.profile_file_prefix) if opts.enable_profiling else None
+        if opts.optimized_model_filepath:
+            ir.save(self._model, opts.optimized_model_filepath)
+
+    # -- ORT API ------------------------------------------------------------------------------------
+    def run(
+        self,
+        output_names: Sequence[str] | None,
+        input_feed: Mapping[str, Any],
+        run_options: RunOptions | None = None,
+    ) -> list[Any]:
+        """Run the model; returns the requested outputs (all when ``output_names`` is None)."""
+        picks = self._pick_outputs(output_names)
+        values = order_feeds(self._input_specs, input_feed)
+        if self._run_lock is not None:
+            with self._run_lock:
+                results = self._execute(values)
+        else:
+            results = self._execute(values)
+        return [host_array(results[i]) for i in picks]
+
+    def _execute(self, values: list[Any]) -> list[Any]:
+        plan = self._plan
+        for hook in plan.run_start_hooks:
+            hook()
+        try:
+            if self._profiler is not None:
+                return self._profiler.record(plan, values)
+            return plan.run(values)
+        finally:
+            for hook in plan.run_end_hooks:
+                hook()
+
+    def _pick_outputs(self, output_names: Sequence[str] | None) -> list[int]:
+        if output_names is None:
+            return list(range(len(self._outputs)))
+        if isinstance(output_names, str):
+            output_names = [output_names]
+        picks = []
+        for name in output_names:
+            if name not in self._output_index:
+                raise InvalidArgument(
+                    f"unknown output name {name!r}; the model's outputs are {list(self._output_index)}"
+                )
+            picks.append(self._output_index[name])
+        return picks
+
+    def get_inputs(self) -> list[NodeArg]:
+        return list(self._inputs)
+
+    def get_outputs(self) -> list[NodeArg]:
+        return list(self._outputs)
+
+    def get_overridable_initializers(self) -> list[NodeArg]:
+        return list(self._overridable)
+
+    def get_providers(self) -> list[str]:
+        return [p.name for p in self._providers]
+
+    def get_provider_options(self) -> dict[str, dict[str, str]]:
+        return {k: dict(v) for k, v in self._provider_options.items()}
+
+    def get_session_options(self) -> SessionOptions:
+        return self._sess_options
+
+    def get_modelmeta(self) -> ModelMetadata:
+        m = self._model
+        return ModelMetadata(
+            producer_name=m.producer_name or "",
+            graph_name=m.graph.name or "",
+            domain=m.domain or "",
+            description=m.doc_string or "",
+            graph_description=m.graph.doc_string or "",
+            version=int(m.model_version or 0),
+            custom_metadata_map=dict(m.metadata_props),
+        )
+
+    def end_profiling(self) -> str:
+        """Write the Chrome-trace JSON of the runs so far and return its path ("" if disabled)."""
+        return self._profiler.write() if self._profiler is not None else ""
+
+    def io_binding(self):
+        from tessera._iobinding import IOBinding
+
+        return IOBinding(self)
+
+    def run_with_iobinding(self, iobinding, run_options: RunOptions | None = None) -> None:
+        iobinding._run(run_options)
+
+    # -- beyond ORT -----------------------------------------------------------------------------
+    @property
+    def assignments(self) -> dict[str, str]:
+        """Node name (``{op_type}_{index}`` if unnamed) -> the provider that runs it.
+        Nodes inside subgraphs appear as ``parent/attribute/node``."""
+        return dict(self._plan.assignments)
+
+    def explain(self) -> str:
+        """A readable account of the partition: per-provider counts, transfers, and why each
+        node that fell back to CPU was declined by the providers ahead of it."""
+        from tessera._explain import explain
+
+        return explain(self)

@@ -1,0 +1,56 @@
+"""The API that provider packages build against: factories, providers, claims and kernels.
+
+A provider package imports only from here (and ``tessera`` for errors)::
+
+    from tessera.provider import ExecutionProvider, KernelRegistry, ProviderFactory
+"""
+
+from __future__ import annotations
+
+from tessera._errors import NoKernelError
+from tessera._kernels import Compute, KernelDef, KernelRegistry, NodeInfo, schema_version
+from tessera._provider import (
+    API_VERSION,
+    Claim,
+    CompiledSubgraph,
+    ExecutionProvider,
+    GraphView,
+    OptionSpec,
+    ProviderFactory,
+)
+from tessera._types import (
+    ALL_TENSOR_TYPES,
+    FLOAT_TYPES,
+    INT_TYPES,
+    NUMERIC_TYPES,
+    SIGNED_INT_TYPES,
+    UNSIGNED_INT_TYPES,
+    elem_type,
+    np_dtype,
+    tensor_type_string,
+)
+
+__all__ = [
+    "ALL_TENSOR_TYPES",
+    "API_VERSION",
+    "FLOAT_TYPES",
+    "INT_TYPES",
+    "NUMERIC_TYPES",
+    "SIGNED_INT_TYPES",
+    "UNSIGNED_INT_TYPES",
+    "Claim",
+    "CompiledSubgraph",
+    "Compute",
+    "ExecutionProvider",
+    "GraphView",
+    "KernelDef",
+    "KernelRegistry",
+    "NoKernelError",
+    "NodeInfo",
+    "OptionSpec",
+    "ProviderFactory",
+    "elem_type",
+    "np_dtype",
+    "schema_version",
+    "tensor_type_string",
+]

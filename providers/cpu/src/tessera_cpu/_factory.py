@@ -1,0 +1,43 @@
+"""The CPU provider: NumPy kernels from a KernelRegistry, BLAS threads from intra_op_num_threads."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from tessera.provider import ExecutionProvider, OptionSpec, ProviderFactory
+
+from tessera_cpu import __version__
+
+
+class CPUExecutionProvider(ExecutionProvider):
+    name = "CPUExecutionProvider"
+    device = "cpu"
+    precision = "fp32"
+    supports_concurrent_run = True
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        super().__init__(options)
+        from tessera_cpu.kernels import registry  # importing registers every kernel
+
+        self.registry = registry
+
+
+class CPUProviderFactory(ProviderFactory):
+    name = "cpu"
+    aliases = ("CPUExecutionProvider",)
+    vendor = "Tessera"
+    version = __version__
+    default_priority = -1000
+    distribution = "tessera-cpu"
+    options = {
+        "intra_op_num_threads": OptionSpec(
+            int, 0, "BLAS threads for this session; 0 keeps the library's default"
+        ),
+    }
+
+    def devices(self) -> list[str]:
+        return ["cpu"]
+
+    def create(self, options: Mapping[str, Any]) -> CPUExecutionProvider:
+        return CPUExecutionProvider(self.validate_options(options))

@@ -1,0 +1,43 @@
+"""NumPy kernels of the CPU provider, grouped by op family. Importing this package registers them."""
+
+from __future__ import annotations
+
+import importlib
+
+from tessera_cpu.kernels._registry import registry
+
+# One module per op family; each registers its kernels into `registry` on import.
+_FAMILIES = (
+    "elementwise",
+    "activation",
+    "shape",
+    "indexing",
+    "conv",
+    "pool",
+    "resize",
+    "reduce",
+    "linalg",
+    "normalization",
+    "attention",
+    "loss",
+    "rnn",
+    "control_flow",
+    "sequence",
+    "quantization",
+    "random",
+    "text",
+    "signal",
+    "image",
+    "training",
+    "detection",
+    "ml",
+)
+
+for _family in _FAMILIES:
+    try:
+        importlib.import_module(f"{__name__}.{_family}")
+    except ModuleNotFoundError as exc:  # a family not written yet registers nothing
+        if exc.name != f"{__name__}.{_family}":
+            raise
+
+__all__ = ["registry"]

@@ -1,0 +1,15 @@
+"""Entry point of the CPU provider: registers its factory with Tessera's plugin registry.
+
+Importing this module is cheap: kernels load only when a session creates the provider.
+"""
+
+from __future__ import annotations
+
+from tessera_registry import hookimpl
+
+from tessera_cpu._factory import CPUProviderFactory
+
+
+@hookimpl
+def tessera_provider_factories():
+    return [CPUProviderFactory()]
