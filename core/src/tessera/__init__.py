@@ -23,7 +23,7 @@ from tessera._options import (
     RunOptions,
     SessionOptions,
 )
-from tessera._providers import get_available_providers
+from tessera._providers import get_available_providers, register_plugin, unregister_plugin
 from tessera._session import InferenceSession
 
 __version__ = "0.1.0"
@@ -60,4 +60,6 @@ __all__ = [
     "get_all_providers",
     "get_available_providers",
     "get_device",
+    "register_plugin",
+    "unregister_plugin",
 ]

@@ -37,12 +37,22 @@ def input_spec(value: ir.Value, has_default: bool) -> InputSpec:
         kind = "optional"
     elif t is not None:
         kind = "map"
-    return InputSpec(value.name, type_string(t), kind, dtype, shape_tuple(value) if kind == "tensor" else None, has_default)
+    return InputSpec(
+        value.name,
+        type_string(t),
+        kind,
+        dtype,
+        shape_tuple(value) if kind == "tensor" else None,
+        has_default,
+    )
 
 
 def check_tensor(spec: InputSpec, value: Any) -> np.ndarray:
     if not isinstance(value, np.ndarray):
-        if isinstance(value, (list, tuple, int, float, bool, np.generic)) and spec.dtype is not None:
+        if (
+            isinstance(value, (list, tuple, int, float, bool, np.generic))
+            and spec.dtype is not None
+        ):
             value = np.asarray(value, dtype=spec.dtype if spec.dtype != object else None)
         else:
             raise InvalidArgument(
@@ -79,25 +89,29 @@ def _dims(dims: tuple) -> str:
 def order_feeds(specs: Sequence[InputSpec], feed: Mapping[str, Any]) -> list[Any]:
     """Validated values in graph-input order; raises InvalidArgument naming the input at fault."""
     if not isinstance(feed, Mapping):
-        raise InvalidArgument(f"input_feed must be a dict of input name -> value, got {type(feed).__name__}")
+        raise InvalidArgument(
+            f"input_feed must be a dict of input name -> value, got {type(feed).__name__}"
+        )
     known = {s.name for s in specs}
     extra = [k for k in feed if k not in known]
     if extra:
         required = [s.name for s in specs if not s.has_default]
-        raise InvalidArgument(
-            f"unknown input name(s) {extra}; the model's inputs are {required}"
-        )
+        raise InvalidArgument(f"unknown input name(s) {extra}; the model's inputs are {required}")
     values = []
     for spec in specs:
         if spec.name not in feed:
             if spec.has_default:
                 values.append(None)
                 continue
-            raise InvalidArgument(f"missing input {spec.name!r} ({spec.type_str}); feed every model input")
+            raise InvalidArgument(
+                f"missing input {spec.name!r} ({spec.type_str}); feed every model input"
+            )
         value = feed[spec.name]
         if spec.kind == "tensor":
             value = check_tensor(spec, value)
         elif spec.kind == "seq" and not isinstance(value, list):
-            raise InvalidArgument(f"input {spec.name!r} is {spec.type_str}: pass a list of numpy arrays")
+            raise InvalidArgument(
+                f"input {spec.name!r} is {spec.type_str}: pass a list of numpy arrays"
+            )
         values.append(value)
     return values

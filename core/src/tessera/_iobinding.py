@@ -18,7 +18,9 @@ class OrtValue:
         self._device = (device_type.lower(), int(device_id))
 
     @classmethod
-    def ortvalue_from_numpy(cls, array: np.ndarray, device_type: str = "cpu", device_id: int = 0) -> OrtValue:
+    def ortvalue_from_numpy(
+        cls, array: np.ndarray, device_type: str = "cpu", device_id: int = 0
+    ) -> OrtValue:
         if device_type.lower() != "cpu":
             raise InvalidArgument(
                 f"OrtValue on device {device_type!r} needs that device's provider; "
@@ -58,19 +60,38 @@ class IOBinding:
     def bind_ortvalue_input(self, name: str, value: OrtValue) -> None:
         self._inputs[name] = value.numpy()
 
-    def bind_input(self, name: str, device_type: str, device_id: int, element_type: Any, shape: Any, buffer_ptr: Any) -> None:
+    def bind_input(
+        self,
+        name: str,
+        device_type: str,
+        device_id: int,
+        element_type: Any,
+        shape: Any,
+        buffer_ptr: Any,
+    ) -> None:
         raise InvalidArgument(
             "bind_input with a raw buffer pointer needs a device provider that accepts pointers; "
             "use bind_cpu_input(name, numpy_array) for host data"
         )
 
-    def bind_output(self, name: str, device_type: str = "cpu", device_id: int = 0,
-                    element_type: Any = None, shape: Any = None, buffer_ptr: Any = None) -> None:
+    def bind_output(
+        self,
+        name: str,
+        device_type: str = "cpu",
+        device_id: int = 0,
+        element_type: Any = None,
+        shape: Any = None,
+        buffer_ptr: Any = None,
+    ) -> None:
         if device_type.lower() != "cpu":
-            raise InvalidArgument(f"output {name!r}: binding to device {device_type!r} needs a provider for it")
+            raise InvalidArgument(
+                f"output {name!r}: binding to device {device_type!r} needs a provider for it"
+            )
         if buffer_ptr is not None:
-            raise InvalidArgument(f"output {name!r}: binding a raw buffer pointer is not supported on cpu; "
-                                  "use bind_ortvalue_output or omit the buffer")
+            raise InvalidArgument(
+                f"output {name!r}: binding a raw buffer pointer is not supported on cpu; "
+                "use bind_ortvalue_output or omit the buffer"
+            )
         if name not in self._outputs:
             self._outputs.append(name)
 

@@ -15,7 +15,7 @@ import onnx
 import onnx_ir as ir
 
 from tessera._errors import NoKernelError
-from tessera._types import np_dtype
+from tessera._types import dtype_of_type_string
 
 Compute = Callable[..., tuple]
 KernelFactory = Callable[["NodeInfo"], Compute]
@@ -48,7 +48,9 @@ class NodeInfo:
     implicit_inputs: list[str] = dataclasses.field(default_factory=list)
     since_version: int = 0
     # Set by the planner for nodes with graph attributes: attr name -> runner builder.
-    _subgraph_builder: Callable[[str], Callable] | None = dataclasses.field(default=None, repr=False)
+    _subgraph_builder: Callable[[str], Callable] | None = dataclasses.field(
+        default=None, repr=False
+    )
     # Values known at creation (initializers and constants), by input position.
     constant_inputs: dict[int, Any] = dataclasses.field(default_factory=dict, repr=False)
 
@@ -76,9 +78,9 @@ class NodeInfo:
 
     def output_dtype(self, index: int = 0):
         """NumPy dtype of tensor output ``index`` when the model declares it, else None."""
-        t = self.output_types[index] if index < len(self.output_types) else None
-        elem = _TENSOR_STR_TO_ELEM.get(t) if t else None
-        return None if elem is None else np_dtype(elem)
+        return dtype_of_type_string(
+            self.output_types[index] if index < len(self.output_types) else None
+        )
 
     def subgraph(self, attr_name: str) -> Callable[..., list]:
         """A runner for graph attribute ``attr_name``: ``runner(inputs, captured) -> list``.
@@ -92,13 +94,6 @@ class NodeInfo:
 
     def describe(self) -> str:
         return f"node {self.name!r} (op {self.domain or 'ai.onnx'}::{self.op_type}, opset {self.opset})"
-
-
-_TENSOR_STR_TO_ELEM = {
-    f"tensor({'float' if n == 'FLOAT' else n.lower()})": v
-    for n, v in onnx.TensorProto.DataType.items()
-    if v != 0
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -214,7 +209,10 @@ class KernelRegistry:
             for i in range(len(node.inputs)):
                 if formal:
                     p = formal[min(i, len(formal) - 1)]
-                    if i >= len(formal) and p.option != onnx.defs.OpSchema.FormalParameterOption.Variadic:
+                    if (
+                        i >= len(formal)
+                        and p.option != onnx.defs.OpSchema.FormalParameterOption.Variadic
+                    ):
                         params.append(None)
                     else:
                         params.append(p.type_str)

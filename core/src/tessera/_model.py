@@ -19,7 +19,9 @@ from tessera._errors import InvalidGraph
 _EXTERNAL_KEYS = {"location", "offset", "length", "checksum", "basepath"}
 
 
-def read_model_proto(model: str | os.PathLike | bytes | onnx.ModelProto) -> tuple[onnx.ModelProto, Path | None]:
+def read_model_proto(
+    model: str | os.PathLike | bytes | onnx.ModelProto,
+) -> tuple[onnx.ModelProto, Path | None]:
     """Parse ``model`` into a ModelProto (external data still external) and its folder."""
     if isinstance(model, onnx.ModelProto):
         return model, None
@@ -78,7 +80,9 @@ def load_external_data(proto: onnx.ModelProto, base_dir: Path | None) -> None:
         where = f"initializer {tensor.name!r}"
         unknown = sorted(set(info) - _EXTERNAL_KEYS)
         if unknown:
-            raise InvalidGraph(f"{where}: unknown external-data keys {unknown}; valid keys: {sorted(_EXTERNAL_KEYS)}")
+            raise InvalidGraph(
+                f"{where}: unknown external-data keys {unknown}; valid keys: {sorted(_EXTERNAL_KEYS)}"
+            )
         if base_dir is None:
             raise InvalidGraph(
                 f"{where} stores its data in an external file, which needs a model path: "
@@ -86,19 +90,27 @@ def load_external_data(proto: onnx.ModelProto, base_dir: Path | None) -> None:
             )
         location = info.get("location", "")
         if not location or os.path.isabs(location) or Path(location).drive:
-            raise InvalidGraph(f"{where}: external-data location {location!r} must be a relative path inside the model folder")
+            raise InvalidGraph(
+                f"{where}: external-data location {location!r} must be a relative path inside the model folder"
+            )
         if ".." in Path(location).parts:
             raise InvalidGraph(f"{where}: external-data location {location!r} may not contain '..'")
-        target = (base_dir / location)
+        target = base_dir / location
         real = Path(os.path.realpath(target))
         if os.path.commonpath([str(real), str(base_dir)]) != str(base_dir):
-            raise InvalidGraph(f"{where}: external-data location {location!r} resolves outside the model folder")
+            raise InvalidGraph(
+                f"{where}: external-data location {location!r} resolves outside the model folder"
+            )
         try:
             st = os.stat(real)
         except OSError as exc:
-            raise InvalidGraph(f"{where}: external-data file {location!r} cannot be opened ({exc.strerror})") from None
+            raise InvalidGraph(
+                f"{where}: external-data file {location!r} cannot be opened ({exc.strerror})"
+            ) from None
         if not stat.S_ISREG(st.st_mode):
-            raise InvalidGraph(f"{where}: external-data location {location!r} is not a regular file")
+            raise InvalidGraph(
+                f"{where}: external-data location {location!r} is not a regular file"
+            )
         try:
             offset = int(info.get("offset", 0))
             length = int(info["length"]) if "length" in info else st.st_size - offset
@@ -127,13 +139,15 @@ def prepare_model(model: str | os.PathLike | bytes | onnx.ModelProto) -> ir.Mode
     if proto.functions:
         try:
             proto = onnx.inliner.inline_local_functions(proto)
-        except Exception as exc:  # noqa: BLE001 - onnx raises assorted errors for bad functions
+        except Exception as exc:
             raise InvalidGraph(f"could not inline the model's local functions: {exc}") from exc
     try:
-        proto = onnx.shape_inference.infer_shapes(proto, check_type=False, strict_mode=False, data_prop=True)
+        proto = onnx.shape_inference.infer_shapes(
+            proto, check_type=False, strict_mode=False, data_prop=True
+        )
     except Exception:  # noqa: BLE001 - inference is best effort; kernels work without it
         pass
     try:
         return ir.serde.deserialize_model(proto)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise InvalidGraph(f"the model could not be read: {type(exc).__name__}: {exc}") from exc

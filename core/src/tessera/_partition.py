@@ -109,7 +109,10 @@ def partition_graph(
 
 
 def unclaimed_error(
-    infos: dict[int, NodeInfo], result: PartitionResult, providers: Sequence[ExecutionProvider], fallback_disabled: bool
+    infos: dict[int, NodeInfo],
+    result: PartitionResult,
+    providers: Sequence[ExecutionProvider],
+    fallback_disabled: bool,
 ) -> NoKernelError:
     """An error naming every node no provider claimed, with each provider's reason."""
     lines = []
@@ -123,4 +126,6 @@ def unclaimed_error(
         if fallback_disabled
         else "no installed provider has kernels for these; `tessera providers --all` lists what can be installed"
     )
-    return NoKernelError(f"{len(lines)} node(s) cannot be assigned to any provider ({hint}):\n" + "\n".join(lines))
+    return NoKernelError(
+        f"{len(lines)} node(s) cannot be assigned to any provider ({hint}):\n" + "\n".join(lines)
+    )

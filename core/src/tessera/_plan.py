@@ -80,7 +80,9 @@ class Plan:
             raise self._failure(fn, ins, exc) from exc
         return [env[s] for s in self.output_slots]
 
-    def run_profiled(self, inputs: Sequence[Any], captured: Sequence[Any], events: list) -> list[Any]:
+    def run_profiled(
+        self, inputs: Sequence[Any], captured: Sequence[Any], events: list
+    ) -> list[Any]:
         """Like :meth:`run`, recording one (StepInfo, start_s, duration_s, inputs, outputs) per step."""
         env = self.template.copy()
         for slot, value in zip(self.input_slots, inputs):
@@ -131,7 +133,9 @@ def _check_order(graph: ir.Graph, nodes: list[ir.Node], known: set[int]) -> list
                     "which is not a graph input, an initializer or the output of any node"
                 )
             if i == j:
-                raise InvalidGraph(f"node {node.name or node.op_type!r} reads its own output {v.name!r}")
+                raise InvalidGraph(
+                    f"node {node.name or node.op_type!r} reads its own output {v.name!r}"
+                )
             indegree[j] += 1
             users[i].append(j)
     waiting = [j for j, d in enumerate(indegree) if d == 0]
@@ -145,7 +149,9 @@ def _check_order(graph: ir.Graph, nodes: list[ir.Node], known: set[int]) -> list
             if indegree[j] == 0:
                 heapq.heappush(waiting, j)
     if len(order) != len(nodes):
-        stuck = [nodes[j].name or f"{nodes[j].op_type}_{j}" for j in range(len(nodes)) if indegree[j] > 0]
+        stuck = [
+            nodes[j].name or f"{nodes[j].op_type}_{j}" for j in range(len(nodes)) if indegree[j] > 0
+        ]
         raise InvalidGraph(f"the graph has a cycle through node(s) {stuck[:10]}")
     return [nodes[i] for i in order]
 
@@ -187,26 +193,50 @@ class _Builder:
             plan.input_slots.append(self.slot(v.name))
             known.add(id(v))
         for v in graph.initializers.values():
-            plan.template[self.slot(v.name)] = v.const_value.numpy() if v.const_value is not None else None
+            plan.template[self.slot(v.name)] = (
+                v.const_value.numpy() if v.const_value is not None else None
+            )
             known.add(id(v))
-        outer = {id(v): v for v in implicit_inputs(graph)}
         for name in captured:
             plan.captured_slots.append(self.slot(name))
-        known.update(outer)
+        # Only values an enclosing graph provides count as defined; a dangling reference in the
+        # main graph is an error, not an outer-scope capture.
+        captured_set = set(captured)
+        known.update(id(v) for v in implicit_inputs(graph) if v.name in captured_set)
         nodes = _check_order(graph, list(graph), known)
         infos = {i: make_node_info(n, i, self.options.opsets) for i, n in enumerate(nodes)}
         result = partition_graph(graph, nodes, infos, self.options.providers)
         plan.rejected_claims.extend(result.rejected)
         if len(result.owner) != len(infos):
-            raise unclaimed_error(infos, result, self.options.providers, self.options.fallback_disabled)
+            raise unclaimed_error(
+                infos, result, self.options.providers, self.options.fallback_disabled
+            )
+        self._record_declines(infos, result.owner)
         for part in self._ordered(nodes, result.owner):
-            self._emit(part, [infos[k] for k in part.claim.nodes], [nodes[k] for k in part.claim.nodes], graph)
+            self._emit(
+                part,
+                [infos[k] for k in part.claim.nodes],
+                [nodes[k] for k in part.claim.nodes],
+                graph,
+            )
         for v in graph.outputs:
             if v.name not in self.slot_of:
                 raise InvalidGraph(f"graph output {v.name!r} is never produced")
             plan.output_slots.append(self._on_device(self.slot_of[v.name], HOST, None))
         self._plan_frees()
         return plan
+
+    def _record_declines(self, infos: dict[int, NodeInfo], owner: dict[int, Partition]) -> None:
+        """For nodes that fell to the last provider, each earlier provider's reason to decline."""
+        providers = list(self.options.providers)
+        if len(providers) < 2:
+            return
+        fallback = providers[-1]
+        for k, info in infos.items():
+            if owner[k].provider is fallback:
+                self.plan.declined[self.prefix + info.name] = [
+                    f"{p.name}: {p.decline_reason(info)}" for p in providers[:-1]
+                ]
 
     def _ordered(self, nodes: list[ir.Node], owner: dict[int, Partition]) -> list[Partition]:
         """Partitions in a topological order (Kahn, by first node index)."""
@@ -268,7 +298,9 @@ class _Builder:
             self.plan.template[target] = transfer(constant)[0]  # move constants once, at creation
         else:
             self.plan.steps.append((transfer, (slot,), (target,), ()))
-            self.plan.step_info.append(StepInfo(f"transfer {source}->{device}", "MemcpyTransfer", "core", "transfer"))
+            self.plan.step_info.append(
+                StepInfo(f"transfer {source}->{device}", "MemcpyTransfer", "core", "transfer")
+            )
             self.plan.transfers += 1
         self.moved[key] = target
         return target
@@ -277,7 +309,9 @@ class _Builder:
     def _device_provider(self) -> dict[str, ExecutionProvider]:
         return {p.device: p for p in self.options.providers}
 
-    def _emit(self, part: Partition, infos: list[NodeInfo], nodes: list[ir.Node], graph: ir.Graph) -> None:
+    def _emit(
+        self, part: Partition, infos: list[NodeInfo], nodes: list[ir.Node], graph: ir.Graph
+    ) -> None:
         provider = part.provider
         device = provider.device
         if part.claim.kind == "kernel":
@@ -302,22 +336,41 @@ class _Builder:
                         reads.append(name)
             graph_outputs = {v.name for v in graph.outputs}
             used_outside = {v.name for n in graph if n not in nodes for v in node_reads(n)}
-            writes = [o for i in infos for o in i.outputs if o and (o in used_outside or o in graph_outputs)]
-            fn_compiled = provider.compile(CompiledSubgraph(infos, list(reads), list(writes), graph))
+            writes = [
+                o
+                for i in infos
+                for o in i.outputs
+                if o and (o in used_outside or o in graph_outputs)
+            ]
+            fn_compiled = provider.compile(
+                CompiledSubgraph(infos, list(reads), list(writes), graph)
+            )
 
             def fn(*args, _f=fn_compiled):
                 return tuple(_f(*args))
 
             label, op = self.prefix + f"{provider.name}_fused_{len(self.plan.steps)}", "Compiled"
-        ins = tuple(self._on_device(self.slot_of[n], device, provider) if n else self._none_slot() for n in reads)
+        ins = tuple(
+            self._on_device(self.slot_of[n], device, provider) if n else self._none_slot()
+            for n in reads
+        )
         outs = tuple(self.slot(n, device) if n else self._junk_slot() for n in writes)
         self.plan.steps.append((fn, ins, outs, ()))
-        self.plan.step_info.append(StepInfo(label, op, provider.name, part.claim.kind, tuple(i.name for i in infos)))
+        self.plan.step_info.append(
+            StepInfo(label, op, provider.name, part.claim.kind, tuple(i.name for i in infos))
+        )
         for i in infos:
             self.plan.assignments[self.prefix + i.name] = provider.name
             self.plan.claims[self.prefix + i.name] = part.claim.kind
-        for hook, hooks in ((provider.on_run_start, self.plan.run_start_hooks), (provider.on_run_end, self.plan.run_end_hooks)):
-            if getattr(hook, "__func__", None) not in (ExecutionProvider.on_run_start, ExecutionProvider.on_run_end) and hook not in hooks:
+        for hook, hooks in (
+            (provider.on_run_start, self.plan.run_start_hooks),
+            (provider.on_run_end, self.plan.run_end_hooks),
+        ):
+            if (
+                getattr(hook, "__func__", None)
+                not in (ExecutionProvider.on_run_start, ExecutionProvider.on_run_end)
+                and hook not in hooks
+            ):
                 hooks.append(hook)
 
     def _none_slot(self) -> int:
@@ -329,7 +382,9 @@ class _Builder:
         return self.new_slot(HOST)
 
     def _attach_subgraphs(self, info: NodeInfo, node: ir.Node) -> None:
-        graphs = {name: a.value for name, a in node.attributes.items() if a.type == ir.AttributeType.GRAPH}
+        graphs = {
+            name: a.value for name, a in node.attributes.items() if a.type == ir.AttributeType.GRAPH
+        }
         if not graphs:
             return
         node_captured = list(info.implicit_inputs)
@@ -371,7 +426,9 @@ class _Builder:
         for s, idx in last.items():
             if s not in keep:
                 frees[idx].append(s)
-        plan.steps = [(fn, ins, outs, tuple(frees[i])) for i, (fn, ins, outs, _) in enumerate(plan.steps)]
+        plan.steps = [
+            (fn, ins, outs, tuple(frees[i])) for i, (fn, ins, outs, _) in enumerate(plan.steps)
+        ]
 
 
 def build_plan(graph: ir.Graph, options: PlanOptions) -> Plan:

@@ -54,8 +54,16 @@ class Profiler:
             for info, t0, dur, args, outs in steps
         ]
         events.append(
-            {"cat": "Session", "pid": os.getpid(), "tid": tid, "ph": "X", "name": "model_run",
-             "ts": round((start - self.origin) * 1e6, 3), "dur": round(total * 1e6, 3), "args": {}}
+            {
+                "cat": "Session",
+                "pid": os.getpid(),
+                "tid": tid,
+                "ph": "X",
+                "name": "model_run",
+                "ts": round((start - self.origin) * 1e6, 3),
+                "dur": round(total * 1e6, 3),
+                "args": {},
+            }
         )
         with self._lock:
             self.events.extend(events)

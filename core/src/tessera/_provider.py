@@ -88,9 +88,7 @@ class ExecutionProvider:
                 "get_capability() (and compile()) for a compiling provider"
             )
         return [
-            Claim((key,))
-            for key, node in view
-            if isinstance(self.registry.find(node), KernelDef)
+            Claim((key,)) for key, node in view if isinstance(self.registry.find(node), KernelDef)
         ]
 
     def decline_reason(self, node: NodeInfo) -> str:

@@ -20,18 +20,39 @@ from tessera._provider import API_VERSION, ExecutionProvider, ProviderFactory
 
 _lock = threading.Lock()
 _cache: dict[tuple, tessera_registry.Discovery] = {}
+_extra_plugins: list[object] = []
+
+
+def register_plugin(plugin: object) -> None:
+    """Register a plugin object (a module or class with hook implementations) for this process,
+    as if an installed distribution had named it in the ``tessera.providers`` entry points."""
+    with _lock:
+        if plugin not in _extra_plugins:
+            _extra_plugins.append(plugin)
+        _cache.clear()
+
+
+def unregister_plugin(plugin: object) -> None:
+    with _lock:
+        if plugin in _extra_plugins:
+            _extra_plugins.remove(plugin)
+        _cache.clear()
 
 
 def discovery(requested: Sequence[str] = ()) -> tessera_registry.Discovery:
     """Discover plugins once per process (per set of explicitly requested names)."""
     key = (
-        tuple(sorted(canonical(r) for r in requested)) if tessera_registry.autoload_disabled() else (),
+        tuple(sorted(canonical(r) for r in requested))
+        if tessera_registry.autoload_disabled()
+        else (),
         os.environ.get("TESSERA_PROVIDERS_BLOCK", ""),
         os.environ.get("TESSERA_DISABLE_PLUGIN_AUTOLOAD", ""),
     )
     with _lock:
         if key not in _cache:
-            _cache[key] = tessera_registry.discover(API_VERSION, requested=requested)
+            _cache[key] = tessera_registry.discover(
+                API_VERSION, requested=requested, extra_plugins=_extra_plugins
+            )
         return _cache[key]
 
 
@@ -108,14 +129,21 @@ def resolve(
         if factory is None:
             broken = [b for b in found.broken if canonical(b.entry_point) == canonical(name)]
             if broken:
-                raise ProviderError(f"provider {name!r} is installed but broken: {broken[0].reason}")
-            known = ", ".join(sorted({public_name(f) for f in found.unique_factories()})) or "(none)"
+                raise ProviderError(
+                    f"provider {name!r} is installed but broken: {broken[0].reason}"
+                )
+            known = (
+                ", ".join(sorted({public_name(f) for f in found.unique_factories()})) or "(none)"
+            )
             raise ProviderError(f"unknown provider {name!r}; installed providers: {known}")
         if any(f is factory for f, _ in chosen):
             continue
         chosen.append((factory, options))
     if not chosen:
-        chosen = [(f, {}) for f in sorted(found.unique_factories(), key=lambda f: (-f.default_priority, f.name))]
+        chosen = [
+            (f, {})
+            for f in sorted(found.unique_factories(), key=lambda f: (-f.default_priority, f.name))
+        ]
     if fallback and not any(canonical(f.name) == "cpu" for f, _ in chosen):
         cpu = found.factories.get("cpu")
         if cpu is None:
@@ -127,26 +155,35 @@ def resolve(
     created = []
     explicit = providers is not None
     for factory, options in chosen:
-        if canonical(factory.name) == "cpu" and session_threads and "intra_op_num_threads" not in options:
+        if (
+            canonical(factory.name) == "cpu"
+            and session_threads
+            and "intra_op_num_threads" not in options
+        ):
             options = {**options, "intra_op_num_threads": session_threads}
         try:
             devices = factory.devices()
         except Exception as exc:
             if explicit:
-                raise ProviderError(f"provider {factory.name!r} failed to probe its devices: {exc}") from exc
+                raise ProviderError(
+                    f"provider {factory.name!r} failed to probe its devices: {exc}"
+                ) from exc
             continue
         if not devices:
             reason = factory.unavailable_reason or "no usable device"
             if explicit and canonical(factory.name) != "cpu":
-                raise ProviderError(f"provider {public_name(factory)} is installed but unavailable: {reason}")
+                raise ProviderError(
+                    f"provider {public_name(factory)} is installed but unavailable: {reason}"
+                )
             continue
         try:
             provider = factory.create(options)
         except InvalidArgument:
             raise
         except Exception as exc:
-            raise ProviderError(f"provider {public_name(factory)} could not be created: {exc}") from exc
+            raise ProviderError(
+                f"provider {public_name(factory)} could not be created: {exc}"
+            ) from exc
         provider.name = public_name(factory)
         created.append((factory, provider, options))
     return created
-

@@ -49,7 +49,9 @@ class InferenceSession:
             raise InvalidArgument(f"unexpected keyword argument(s) {sorted(kwargs)}")
         self._sess_options = sess_options or SessionOptions()
         opts = self._sess_options
-        self._model_path = os.fspath(path_or_bytes) if isinstance(path_or_bytes, (str, os.PathLike)) else None
+        self._model_path = (
+            os.fspath(path_or_bytes) if isinstance(path_or_bytes, (str, os.PathLike)) else None
+        )
         self._model = prepare_model(path_or_bytes)
         created = _providers.resolve(
             providers, provider_options, not opts.fallback_disabled, opts.intra_op_num_threads

@@ -99,6 +99,14 @@ def value_type_string(value: object) -> str:
     return type(value).__name__
 
 
+def dtype_of_type_string(type_str: str | None) -> np.dtype | None:
+    """NumPy dtype for an ORT tensor type string (``tensor(float)`` -> float32), else None."""
+    elem = _TYPE_STRING_TO_ELEM.get(type_str) if type_str else None
+    return None if elem is None else _ELEM_TO_NP[elem]
+
+
+_TYPE_STRING_TO_ELEM = {tensor_type_string(e): e for e in _ELEM_TO_NP}
+
 FLOAT_TYPES = ("tensor(float16)", "tensor(float)", "tensor(double)", "tensor(bfloat16)")
 SIGNED_INT_TYPES = ("tensor(int8)", "tensor(int16)", "tensor(int32)", "tensor(int64)")
 UNSIGNED_INT_TYPES = ("tensor(uint8)", "tensor(uint16)", "tensor(uint32)", "tensor(uint64)")

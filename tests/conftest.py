@@ -1,0 +1,46 @@
+"""Shared fixtures: model building, and registering test-only provider plugins."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+# onnx's backend runner writes generated data for the `light` models under ONNX_HOME.
+os.environ.setdefault("ONNX_HOME", os.path.join(tempfile.gettempdir(), "tessera-onnx-home"))
+
+
+def make_model(nodes, inputs, outputs, initializers=(), opset=17, **kwargs) -> bytes:
+    graph = helper.make_graph(nodes, "test", inputs, outputs, list(initializers))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], **kwargs)
+    return model.SerializeToString()
+
+
+def tensor(name, shape, elem=onnx.TensorProto.FLOAT):
+    return helper.make_tensor_value_info(name, elem, shape)
+
+
+@pytest.fixture
+def plugins():
+    """Register test plugins for one test: ``plugins(Plugin(FakeDeviceFactory()), ...)``."""
+    import tessera
+
+    registered = []
+
+    def register(*objs):
+        for obj in objs:
+            tessera.register_plugin(obj)
+            registered.append(obj)
+
+    yield register
+    for obj in registered:
+        tessera.unregister_plugin(obj)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

@@ -1,0 +1,146 @@
+"""Partitioning: claim order, fallback, transfers, compiled groups and claim validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tessera
+from conftest import make_model, tensor
+from onnx import helper
+from support import fake_providers as fp
+
+
+def _add_relu_add_model() -> bytes:
+    nodes = [
+        helper.make_node("Add", ["x", "y"], ["s"], name="add1"),
+        helper.make_node("Mul", ["s", "s"], ["m"], name="mul"),
+        helper.make_node("Add", ["m", "y"], ["z"], name="add2"),
+    ]
+    return make_model(nodes, [tensor("x", [2, 3]), tensor("y", [2, 3])], [tensor("z", [2, 3])])
+
+
+def _feeds():
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    return {"x": x, "y": np.ones((2, 3), np.float32)}, ((x + 1) ** 2 + 1)
+
+
+def test_higher_priority_provider_claims_its_ops_and_cpu_runs_the_rest(plugins):
+    plugins(fp.Plugin(fp.FakeDeviceFactory()))
+    sess = tessera.InferenceSession(_add_relu_add_model(), providers=["fakedevice", "cpu"])
+    assert sess.assignments == {
+        "add1": "FakeDeviceExecutionProvider",
+        "mul": "CPUExecutionProvider",
+        "add2": "FakeDeviceExecutionProvider",
+    }
+    feeds, expected = _feeds()
+    np.testing.assert_allclose(sess.run(None, feeds)[0], expected)
+
+
+def test_transfers_are_inserted_only_at_device_boundaries(plugins):
+    plugins(fp.Plugin(fp.FakeDeviceFactory()))
+    sess = tessera.InferenceSession(
+        _add_relu_add_model(), providers=["FakeDeviceExecutionProvider"]
+    )
+    fp.transfer_log.clear()
+    feeds, expected = _feeds()
+    np.testing.assert_allclose(sess.run(None, feeds)[0], expected)
+    # x, y in for add1; s out to host for mul; m in for add2 (y reused); z out.
+    assert fp.transfer_log.count("to_device") == 3
+    assert fp.transfer_log.count("to_host") == 2
+    assert "5 device transfer(s)" in sess.explain()
+
+
+def test_default_order_follows_declared_priority_with_cpu_last(plugins):
+    plugins(fp.Plugin(fp.FakeDeviceFactory()))
+    sess = tessera.InferenceSession(_add_relu_add_model())
+    assert sess.get_providers() == ["FakeDeviceExecutionProvider", "CPUExecutionProvider"]
+
+
+def test_tessera_providers_env_sets_the_order(plugins, monkeypatch):
+    plugins(fp.Plugin(fp.FakeDeviceFactory()))
+    monkeypatch.setenv("TESSERA_PROVIDERS", "cpu")
+    sess = tessera.InferenceSession(_add_relu_add_model())
+    assert set(sess.assignments.values()) == {"CPUExecutionProvider"}
+
+
+def test_disabled_fallback_error_names_every_unclaimed_node(plugins):
+    plugins(fp.Plugin(fp.FakeDeviceFactory()))
+    opts = tessera.SessionOptions()
+    opts.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
+    with pytest.raises(tessera.NoKernelError) as err:
+        tessera.InferenceSession(_add_relu_add_model(), opts, providers=["fakedevice"])
+    message = str(err.value)
+    assert "'mul'" in message and "Mul" in message and "disable_cpu_ep_fallback" in message
+    assert "'add1'" not in message
+
+
+def test_capability_query_that_raises_is_isolated(plugins):
+    plugins(fp.Plugin(fp.RaisingCapabilityFactory()))
+    sess = tessera.InferenceSession(_add_relu_add_model(), providers=["raising", "cpu"])
+    feeds, expected = _feeds()
+    np.testing.assert_allclose(sess.run(None, feeds)[0], expected)
+    assert "capability query exploded" in sess.explain()
+
+
+def test_malformed_claims_are_rejected_and_reported(plugins):
+    plugins(fp.Plugin(fp.MalformedFactory()))
+    sess = tessera.InferenceSession(_add_relu_add_model(), providers=["malformed", "cpu"])
+    feeds, expected = _feeds()
+    np.testing.assert_allclose(sess.run(None, feeds)[0], expected)
+    text = sess.explain()
+    assert "unknown or already claimed" in text
+    assert "malformed claim" in text
+    assert "unknown claim kind" in text
+    assert set(sess.assignments.values()) == {"CPUExecutionProvider"}
+
+
+def test_compiled_group_runs_as_one_step(plugins):
+    plugins(fp.Plugin(fp.FusingFactory()))
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"], name="relu"),
+        helper.make_node("Neg", ["r"], ["n"], name="neg"),
+    ]
+    model = make_model(nodes, [tensor("x", [4])], [tensor("n", [4])])
+    sess = tessera.InferenceSession(model, providers=["fusing"])
+    assert sess.assignments == {"relu": "FusingExecutionProvider", "neg": "FusingExecutionProvider"}
+    assert len(sess._plan.steps) == 1
+    x = np.array([-1, 2, -3, 4], np.float32)
+    np.testing.assert_array_equal(sess.run(None, {"x": x})[0], -np.maximum(x, 0))
+
+
+def test_compiled_claim_that_would_make_a_cycle_is_rejected(plugins):
+    plugins(fp.Plugin(fp.FusingFactory()))
+    # relu -> sqrt (CPU) -> neg: grouping relu with neg would need sqrt both after and before.
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"], name="relu"),
+        helper.make_node("Sqrt", ["r"], ["s"], name="sqrt"),
+        helper.make_node("Neg", ["s"], ["n"], name="neg"),
+    ]
+    model = make_model(nodes, [tensor("x", [3])], [tensor("n", [3])])
+    sess = tessera.InferenceSession(model, providers=["fusing", "cpu"])
+    assert "cycle" in sess.explain()
+    x = np.array([1, 4, 9], np.float32)
+    np.testing.assert_allclose(sess.run(None, {"x": x})[0], -np.sqrt(x))
+
+
+def test_unknown_provider_name_lists_installed_ones():
+    with pytest.raises(tessera.ProviderError, match="installed providers: .*CPUExecutionProvider"):
+        tessera.InferenceSession(_add_relu_add_model(), providers=["NoSuchExecutionProvider"])
+
+
+def test_requested_provider_without_device_raises_with_its_reason(plugins):
+    plugins(fp.Plugin(fp.NoDeviceFactory()))
+    with pytest.raises(tessera.ProviderError, match="no accelerator found"):
+        tessera.InferenceSession(_add_relu_add_model(), providers=["nodevice"])
+
+
+def test_auto_discovered_provider_without_device_is_skipped(plugins):
+    plugins(fp.Plugin(fp.NoDeviceFactory()))
+    sess = tessera.InferenceSession(_add_relu_add_model())
+    assert "nodevice" not in sess.get_providers()
+
+
+def test_unknown_provider_option_lists_valid_options(plugins):
+    plugins(fp.Plugin(fp.FakeDeviceFactory()))
+    with pytest.raises(tessera.InvalidArgument, match="valid options: scale"):
+        tessera.InferenceSession(_add_relu_add_model(), providers=[("fakedevice", {"bogus": 1})])
