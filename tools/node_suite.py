@@ -34,7 +34,9 @@ def _compare(expected, actual, rtol, atol) -> None:
     assert expected.shape == actual.shape, f"shape {actual.shape} != expected {expected.shape}"
     if expected.dtype == object:
         assert expected.tolist() == actual.tolist(), "string values differ"
-    elif expected.dtype.kind in "fc" or expected.dtype.itemsize <= 1 and expected.dtype.kind == "V":
+    elif expected.dtype.kind in "fc" or (
+        expected.dtype.itemsize <= 1 and expected.dtype.kind == "V"
+    ):
         np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol)
     else:
         try:
@@ -103,9 +105,11 @@ def main() -> int:
                 assert len(outs) == len(expected), f"{len(outs)} outputs, expected {len(expected)}"
                 for e, a in zip(expected, outs):
                     _compare(e, a, case.rtol, case.atol)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - isolate a failing plugin or case
                 counts["failed"] += 1
-                print(f"FAIL {case.name}: {type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}")
+                print(
+                    f"FAIL {case.name}: {type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+                )
                 if args.v:
                     traceback.print_exc()
                 break

@@ -108,7 +108,7 @@ def test_undefined_input_is_named():
         [tensor("y", [2])],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    with pytest.raises(tessera.InvalidGraph, match="'neg' .* reads 'ghost'"):
+    with pytest.raises(tessera.InvalidGraph, match=r"'neg' .* reads 'ghost'"):
         tessera.InferenceSession(model.SerializeToString())
 
 

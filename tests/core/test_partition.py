@@ -124,7 +124,7 @@ def test_compiled_claim_that_would_make_a_cycle_is_rejected(plugins):
 
 
 def test_unknown_provider_name_lists_installed_ones():
-    with pytest.raises(tessera.ProviderError, match="installed providers: .*CPUExecutionProvider"):
+    with pytest.raises(tessera.ProviderError, match=r"installed providers: .*CPUExecutionProvider"):
         tessera.InferenceSession(_add_relu_add_model(), providers=["NoSuchExecutionProvider"])
 
 

@@ -105,7 +105,9 @@ def discover(
     origin: dict[object, tuple[str, str, str]] = {}
 
     def fail(ep_name: str, value: str, dist: str, reason: str, exc: BaseException) -> None:
-        record = BrokenPlugin(ep_name, value, dist, reason, "".join(traceback.format_exception(exc)))
+        record = BrokenPlugin(
+            ep_name, value, dist, reason, "".join(traceback.format_exception(exc))
+        )
         if canonical(ep_name) in wanted:
             raise PluginLoadError(
                 f"provider plugin {ep_name!r} ({value}, from {dist}) was requested but {reason}"
@@ -128,7 +130,7 @@ def discover(
         dist = _dist_name(ep)
         try:
             module = ep.load()
-        except BaseException as exc:  # noqa: BLE001 - a plugin's import may raise anything
+        except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt):
                 raise
             fail(ep.name, ep.value, dist, f"its import raised {type(exc).__name__}: {exc}", exc)
@@ -137,7 +139,7 @@ def discover(
             if pm.is_registered(module):
                 continue
             pm.register(module, name=f"{ep.name}:{ep.value}")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - isolate a failing plugin or case
             fail(ep.name, ep.value, dist, f"registering it failed: {exc}", exc)
             continue
         origin[module] = (ep.name, ep.value, dist)
@@ -154,18 +156,32 @@ def discover(
         ep_name, value, dist = origin.get(impl.plugin, (impl.plugin_name, "", ""))
         try:
             produced = list(impl.function() or [])
-        except Exception as exc:
-            fail(ep_name, value, dist, f"tessera_provider_factories() raised {type(exc).__name__}: {exc}", exc)
+        except Exception as exc:  # noqa: BLE001 - isolate a failing plugin or case
+            fail(
+                ep_name,
+                value,
+                dist,
+                f"tessera_provider_factories() raised {type(exc).__name__}: {exc}",
+                exc,
+            )
             continue
         for factory in produced:
             fname = getattr(factory, "name", "")
             target = str(getattr(factory, "api_version", ""))
             if not fname:
-                fail(ep_name, value, dist, "it returned a factory without a name", ValueError(repr(factory)))
+                fail(
+                    ep_name,
+                    value,
+                    dist,
+                    "it returned a factory without a name",
+                    ValueError(repr(factory)),
+                )
                 continue
             if _api_major(target) != _api_major(api_version):
                 fail(
-                    ep_name, value, dist,
+                    ep_name,
+                    value,
+                    dist,
                     f"provider {fname!r} targets provider API {target or '(none)'}, "
                     f"this Tessera implements {api_version}; install a matching version",
                     ValueError(f"API version mismatch: {target} vs {api_version}"),
