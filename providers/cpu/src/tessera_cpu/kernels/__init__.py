@@ -9,6 +9,7 @@ from tessera_cpu.kernels._registry import registry
 # One module per op family; each registers its kernels into `registry` on import.
 _FAMILIES = (
     "elementwise",
+    "elementwise_cast",
     "activation",
     "shape",
     "indexing",
