@@ -101,4 +101,5 @@ def make_node_info(node: ir.Node, index: int, opsets: Mapping[str, int]) -> Node
         output_shapes=[shape_tuple(v) for v in node.outputs],
         implicit_inputs=[v.name for v in node_implicit_inputs(node)],
         constant_inputs=consts,
+        graph=node.graph,
     )

@@ -51,6 +51,8 @@ class NodeInfo:
     _subgraph_builder: Callable[[str], Callable] | None = dataclasses.field(
         default=None, repr=False
     )
+    # The onnx_ir.Graph holding the node, for ops that refer to other values by name (Gradient).
+    graph: Any = dataclasses.field(default=None, repr=False)
     # Values known at creation (initializers and constants), by input position.
     constant_inputs: dict[int, Any] = dataclasses.field(default_factory=dict, repr=False)
 

@@ -8,6 +8,7 @@ A provider package imports only from here (and ``tessera`` for errors)::
 from __future__ import annotations
 
 from tessera._errors import NoKernelError
+from tessera._graph import make_node_info as node_info
 from tessera._kernels import Compute, KernelDef, KernelRegistry, NodeInfo, schema_version
 from tessera._provider import (
     API_VERSION,
@@ -50,6 +51,7 @@ __all__ = [
     "OptionSpec",
     "ProviderFactory",
     "elem_type",
+    "node_info",
     "np_dtype",
     "schema_version",
     "tensor_type_string",

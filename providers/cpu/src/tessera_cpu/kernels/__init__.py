@@ -30,6 +30,7 @@ _FAMILIES = (
     "signal",
     "image",
     "training",
+    "autodiff",
     "detection",
     "ml",
 )
