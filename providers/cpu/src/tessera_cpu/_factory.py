@@ -21,6 +21,12 @@ class CPUExecutionProvider(ExecutionProvider):
         from tessera_cpu.kernels import registry  # importing registers every kernel
 
         self.registry = registry
+        threads = int(self.options.get("intra_op_num_threads") or 0)
+        if threads > 0:
+            # BLAS pools are process-wide: the last session created with a thread count sets it.
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(limits=threads, user_api="blas")
 
 
 class CPUProviderFactory(ProviderFactory):
