@@ -144,3 +144,19 @@ def test_unknown_provider_option_lists_valid_options(plugins):
     plugins(fp.Plugin(fp.FakeDeviceFactory()))
     with pytest.raises(tessera.InvalidArgument, match="valid options: scale"):
         tessera.InferenceSession(_add_relu_add_model(), providers=[("fakedevice", {"bogus": 1})])
+
+
+def test_fallback_is_logged_as_a_warning(plugins, caplog):
+    plugins(fp.Plugin(fp.FakeDeviceFactory()))
+    with caplog.at_level("WARNING", logger="tessera"):
+        tessera.InferenceSession(_add_relu_add_model(), providers=["fakedevice", "cpu"])
+    assert "1 node(s) fell back to CPUExecutionProvider" in caplog.text
+
+
+def test_log_severity_level_silences_the_fallback_warning(plugins, caplog):
+    plugins(fp.Plugin(fp.FakeDeviceFactory()))
+    opts = tessera.SessionOptions()
+    opts.log_severity_level = 3
+    with caplog.at_level("WARNING", logger="tessera"):
+        tessera.InferenceSession(_add_relu_add_model(), opts, providers=["fakedevice", "cpu"])
+    assert "fell back" not in caplog.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -19,6 +20,17 @@ from tessera._plan import Plan, PlanOptions, build_plan
 from tessera._profiling import Profiler
 from tessera._provider import host_array
 from tessera._types import type_string
+
+logger = logging.getLogger("tessera")
+
+# ORT severities: 0 verbose, 1 info, 2 warning, 3 error, 4 fatal.
+_LOG_LEVELS = {
+    0: logging.DEBUG,
+    1: logging.INFO,
+    2: logging.WARNING,
+    3: logging.ERROR,
+    4: logging.CRITICAL,
+}
 
 
 def _node_arg(value: ir.Value) -> NodeArg:
@@ -79,8 +91,27 @@ class InferenceSession:
         serial = not all(p.supports_concurrent_run for p in self._providers)
         self._run_lock = threading.Lock() if serial else None
         self._profiler = Profiler(opts.profile_file_prefix) if opts.enable_profiling else None
+        self._log_partition()
         if opts.optimized_model_filepath:
             ir.save(self._model, opts.optimized_model_filepath)
+
+    def _log(self, severity: int, message: str) -> None:
+        if severity >= self._sess_options.log_severity_level:
+            logger.log(_LOG_LEVELS.get(severity, logging.WARNING), message)
+
+    def _log_partition(self) -> None:
+        counts: dict[str, int] = {}
+        for provider in self._plan.assignments.values():
+            counts[provider] = counts.get(provider, 0) + 1
+        self._log(1, "partition: " + ", ".join(f"{p} {n} node(s)" for p, n in counts.items()))
+        if self._plan.declined:
+            self._log(
+                2,
+                f"{len(self._plan.declined)} node(s) fell back to {self._providers[-1].name} because the "
+                "providers ahead of it declined them; session.explain() lists each with the reason",
+            )
+        for reason in self._plan.rejected_claims:
+            self._log(2, f"rejected claim: {reason}")
 
     # -- ORT API ------------------------------------------------------------------------------------
     def run(
