@@ -50,6 +50,7 @@ def _compare(expected, actual, rtol, atol) -> None:
 def _run_direct(model, inputs):
     import onnx
     import onnx_ir as ir
+
     from tessera._graph import make_node_info
     from tessera_cpu.kernels import registry
 

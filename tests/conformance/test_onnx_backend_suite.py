@@ -12,6 +12,7 @@ import warnings
 
 import onnx.backend.test
 import pytest
+
 from tessera.backend import TesseraBackend
 
 pytestmark = pytest.mark.filterwarnings("ignore")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from tessera._kernels import NodeInfo
 from tessera.provider import FLOAT_TYPES, KernelRegistry, NoKernelError
 

@@ -7,9 +7,10 @@ import os
 import numpy as np
 import onnx
 import pytest
-import tessera
 from conftest import tensor
 from onnx import helper, numpy_helper
+
+import tessera
 
 
 def _model_with_external_weight(folder, location="weights.bin", offset=0, length=None):

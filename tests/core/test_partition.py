@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import tessera
 from conftest import make_model, tensor
 from onnx import helper
 from support import fake_providers as fp
+
+import tessera
 
 
 def _add_relu_add_model() -> bytes:

@@ -8,9 +8,10 @@ import threading
 import numpy as np
 import onnx
 import pytest
-import tessera
 from conftest import make_model, tensor
 from onnx import helper, numpy_helper
+
+import tessera
 
 
 def _affine_model() -> bytes:

@@ -8,6 +8,7 @@ import sys
 import textwrap
 
 import pytest
+
 import tessera_registry
 
 API = "1.0"

@@ -13,10 +13,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import tessera_registry
-from tessera_registry import PluginLoadError, canonical
-
 from tessera._errors import InvalidArgument, ProviderError
 from tessera._provider import API_VERSION, ExecutionProvider, ProviderFactory
+from tessera_registry import PluginLoadError, canonical
 
 _lock = threading.Lock()
 _cache: dict[tuple, tessera_registry.Discovery] = {}

@@ -100,9 +100,8 @@ def cmd_explain(args) -> int:
 
 
 def cmd_providers(args) -> int:
-    from tessera_registry import CATALOG
-
     from tessera._providers import discovery, public_name
+    from tessera_registry import CATALOG
 
     found = discovery()
     print("installed:")

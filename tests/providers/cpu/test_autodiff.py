@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import tessera
 from onnx import TensorProto, helper
+
+import tessera
 
 
 def _gradient_model(nodes, inputs, y, xs, outputs):

@@ -5,9 +5,10 @@ from __future__ import annotations
 import importlib.metadata
 
 import pytest
-import tessera
 from conftest import make_model, tensor
 from onnx import helper
+
+import tessera
 
 
 def _model() -> bytes:
@@ -36,6 +37,7 @@ def test_bad_cpu_option_type_is_rejected():
 
 def test_every_registered_kernel_declares_real_schema_versions():
     import onnx
+
     from tessera_cpu.kernels import registry
 
     history: dict[tuple[str, str], set[int]] = {}

@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from tessera.provider import ExecutionProvider, OptionSpec, ProviderFactory
-
 from tessera_cpu import __version__
 
 

@@ -5,9 +5,8 @@ Importing this module is cheap: kernels load only when a session creates the pro
 
 from __future__ import annotations
 
-from tessera_registry import hookimpl
-
 from tessera_cpu._factory import CPUProviderFactory
+from tessera_registry import hookimpl
 
 
 @hookimpl

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from tessera.provider import NodeInfo, node_info
 
+from tessera.provider import NodeInfo, node_info
 from tessera_cpu.kernels._registry import registry
 
 
