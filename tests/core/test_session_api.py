@@ -174,3 +174,15 @@ def test_outputs_free_intermediates_after_last_use():
     sess = tessera.InferenceSession(_affine_model())
     freed = [s for _, _, _, frees in sess._plan.steps for s in frees]
     assert freed, "the intermediate 'h' should be released after its last reader"
+
+
+def test_outputs_that_alias_constants_are_copies_the_caller_owns():
+    w = numpy_helper.from_array(np.arange(4, dtype=np.float32), "w")
+    nodes = [helper.make_node("Identity", ["w"], ["y"]), helper.make_node("Add", ["x", "w"], ["z"])]
+    model = make_model(nodes, [tensor("x", [4])], [tensor("y", [4]), tensor("z", [4])], [w])
+    sess = tessera.InferenceSession(model)
+    y, _ = sess.run(None, {"x": np.zeros(4, np.float32)})
+    assert y.flags.writeable
+    y[:] = 100  # must not corrupt the model's weight
+    _, z = sess.run(None, {"x": np.zeros(4, np.float32)})
+    np.testing.assert_array_equal(z, np.arange(4, dtype=np.float32))

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import onnx_ir as ir
 
 from tessera._errors import InvalidGraph, RuntimeFailure, TesseraError
@@ -193,9 +194,12 @@ class _Builder:
             plan.input_slots.append(self.slot(v.name))
             known.add(id(v))
         for v in graph.initializers.values():
-            plan.template[self.slot(v.name)] = (
-                v.const_value.numpy() if v.const_value is not None else None
-            )
+            value = v.const_value.numpy() if v.const_value is not None else None
+            if isinstance(value, np.ndarray):
+                # Read-only: a kernel that writes into a constant fails loudly, and any view of it
+                # is read-only too, which tells the session to copy it before handing it out.
+                value.setflags(write=False)
+            plan.template[self.slot(v.name)] = value
             known.add(id(v))
         for name in captured:
             plan.captured_slots.append(self.slot(name))

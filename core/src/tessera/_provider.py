@@ -183,7 +183,10 @@ class ProviderFactory:
 
 
 def host_array(value: Any) -> Any:
-    """Normalise a kernel result for the host: NumPy scalars become 0-d arrays."""
+    """Normalise a result for the caller: NumPy scalars become 0-d arrays, and read-only arrays
+    (constants of the model, or views of them) are copied so the caller owns what it gets."""
+    if isinstance(value, np.ndarray):
+        return value if value.flags.writeable else value.copy()
     if isinstance(value, np.generic):
         return np.asarray(value)
     return value

@@ -178,6 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="build a small CNN and run it on the CPU provider")
     p.add_argument("--repeat", type=int, default=50)
     p.set_defaults(func=cmd_demo)
+
+    try:  # the conformance subcommands come with the tessera-conformance distribution
+        from tessera_conformance.cli import add_parser
+    except ImportError:
+        pass
+    else:
+        add_parser(sub)
     return parser
 
 
