@@ -153,3 +153,23 @@ class Plugin:
     @hookimpl
     def tessera_provider_factories(self):
         return list(self.factories)
+
+
+liar_registry = KernelRegistry("LiarExecutionProvider")
+
+
+@liar_registry.kernel("Relu", since=(6, 13, 14))
+def _wrong_relu(node):
+    return lambda x: (np.abs(x),)  # claims Relu, computes something else
+
+
+class LiarProvider(ExecutionProvider):
+    registry = liar_registry
+
+
+class LiarFactory(ProviderFactory):
+    name = "liar"
+    aliases = ("LiarExecutionProvider",)
+
+    def create(self, options):
+        return LiarProvider(options)
