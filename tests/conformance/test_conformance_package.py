@@ -85,7 +85,7 @@ def test_report_has_summary_cases_ops_and_versions(plugins, add_cases):
 
 def test_suite_base_class_skips_declined_cases_with_the_reason(plugins, add_cases):
     plugins(fp.Plugin(fp.FakeDeviceFactory()))
-    with pytest.raises(pytest.skip.Exception, match="declined by fakedevice: .*tensor\\(uint8\\)"):
+    with pytest.raises(pytest.skip.Exception, match=r"declined by fakedevice: .*tensor\(uint8\)"):
         ConformanceSuite().test_case(add_cases["test_add_uint8"], "fakedevice", True)
     with pytest.raises(pytest.fail.Exception, match="failed"):
         plugins(fp.Plugin(fp.LiarFactory()))
