@@ -18,7 +18,10 @@ from tessera.backend import TesseraBackend
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 # case name (without the _cpu suffix) -> why it does not pass yet
-KNOWN_FAILURES: dict[str, str] = {}
+KNOWN_FAILURES: dict[str, str] = {
+    "test_loop16_seq_none": "onnx's runner cannot compare a sequence of 0-d tensors (its "
+    "assert_similar_outputs calls len() on them); tessera_conformance compares it and it passes",
+}
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

@@ -482,8 +482,3 @@ def where(node: NodeInfo):
         return (np.where(cond, x, y),)
 
     return compute
-
-
-# Cast/CastLike/BitCast live in their own module; importing it here registers them even before
-# the family list names it (a second import is a no-op).
-from tessera_cpu.kernels import elementwise_cast as _elementwise_cast  # noqa: E402,F401
