@@ -186,3 +186,12 @@ def test_outputs_that_alias_constants_are_copies_the_caller_owns():
     y[:] = 100  # must not corrupt the model's weight
     _, z = sess.run(None, {"x": np.zeros(4, np.float32)})
     np.testing.assert_array_equal(z, np.arange(4, dtype=np.float32))
+
+
+def test_nan_producing_ops_do_not_warn(recwarn):
+    sess = tessera.InferenceSession(
+        make_model([helper.make_node("Sqrt", ["x"], ["y"])], [tensor("x", [2])], [tensor("y", [2])])
+    )
+    (y,) = sess.run(None, {"x": np.array([-1.0, 4.0], np.float32)})
+    assert np.isnan(y[0]) and y[1] == 2
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import onnx
 import onnx_ir as ir
 
@@ -135,9 +136,12 @@ class InferenceSession:
         for hook in plan.run_start_hooks:
             hook()
         try:
-            if self._profiler is not None:
-                return self._profiler.record(plan, values)
-            return plan.run(values)
+            # NaN and inf are legitimate ONNX results (Sqrt of a negative, Log of 0); NumPy's
+            # warnings about them are noise to the caller, as onnxruntime gives none.
+            with np.errstate(all="ignore"):
+                if self._profiler is not None:
+                    return self._profiler.record(plan, values)
+                return plan.run(values)
         finally:
             for hook in plan.run_end_hooks:
                 hook()

@@ -592,3 +592,19 @@ def test_multinomial_frequencies_follow_softmax_and_skip_zero_probability():
     freq = np.array([np.bincount(r, minlength=3) / 20000 for r in got])
     np.testing.assert_allclose(freq[0], [0.1, 0.2, 0.7], atol=0.02)
     assert freq[1, 1] == 0 and abs(freq[1, 0] - 0.5) < 0.02
+
+
+def test_image_decoder_rejects_bytes_that_are_not_an_image():
+    pytest.importorskip("PIL")
+    from onnx import helper as h
+
+    graph = h.make_graph(
+        [h.make_node("ImageDecoder", ["data"], ["pixels"], name="decode")],
+        "g",
+        [h.make_tensor_value_info("data", onnx.TensorProto.UINT8, [None])],
+        [h.make_tensor_value_info("pixels", onnx.TensorProto.UINT8, None)],
+    )
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 20)])
+    sess = tessera.InferenceSession(model.SerializeToString())
+    with pytest.raises(tessera.RuntimeFailure, match=r"'decode' .*cannot decode the image"):
+        sess.run(None, {"data": np.frombuffer(b"not an image at all", np.uint8)})
