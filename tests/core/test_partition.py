@@ -161,3 +161,42 @@ def test_log_severity_level_silences_the_fallback_warning(plugins, caplog):
     with caplog.at_level("WARNING", logger="tessera"):
         tessera.InferenceSession(_add_relu_add_model(), opts, providers=["fakedevice", "cpu"])
     assert "fell back" not in caplog.text
+
+
+def test_compiled_claim_extracts_as_a_standalone_model_with_embedded_weights(plugins):
+    from onnx import numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    captured = {}
+
+    class ExtractingProvider(fp.FusingProvider):
+        fusable = ("Add", "Relu")
+
+        def compile(self, subgraph):
+            extracted = subgraph.extract()
+            captured["extracted"], captured["subgraph"] = extracted, subgraph
+            ref = ReferenceEvaluator(extracted.model)
+            return lambda *args: ref.run(None, dict(zip(extracted.inputs, args)))
+
+    class Factory(fp.FusingFactory):
+        name = "extracting"
+
+        def create(self, options):
+            return ExtractingProvider(options)
+
+    plugins(fp.Plugin(Factory()))
+    w = numpy_helper.from_array(np.ones(3, np.float32), "w")
+    nodes = [
+        helper.make_node("Add", ["x", "w"], ["a"], name="add"),
+        helper.make_node("Relu", ["a"], ["r"], name="relu"),
+        helper.make_node("Neg", ["r"], ["y"], name="neg"),
+    ]
+    sess = tessera.InferenceSession(
+        make_model(nodes, [tensor("x", [3])], [tensor("y", [3])], [w]),
+        providers=["extracting", "cpu"],
+    )
+    extracted = captured["extracted"]
+    assert extracted.inputs == ["x"] and extracted.constants == ["w"] and extracted.outputs == ["r"]
+    assert list(captured["subgraph"].constants) == ["w"]
+    x = np.array([-3, 0, 1], np.float32)
+    np.testing.assert_array_equal(sess.run(None, {"x": x})[0], -np.maximum(x + 1, 0))

@@ -8,7 +8,7 @@ whose capability query raises claims nothing and is recorded; the session stays 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import onnx_ir as ir
 
@@ -66,6 +66,7 @@ def partition_graph(
     nodes: Sequence[ir.Node],
     infos: dict[int, NodeInfo],
     providers: Sequence[ExecutionProvider],
+    opsets: Mapping[str, int] | None = None,
 ) -> PartitionResult:
     """Ask each provider, in order, for claims over the nodes still unassigned."""
     owner: dict[int, Partition] = {}
@@ -77,7 +78,8 @@ def partition_graph(
         if not free:
             break
         try:
-            claims = list(provider.get_capability(GraphView(free, graph)) or [])
+            view = GraphView(free, graph, {k: nodes[k] for k in free}, opsets)
+            claims = list(provider.get_capability(view) or [])
         except Exception as exc:  # noqa: BLE001 - a plugin may raise anything; isolate it
             rejected.append(f"{provider.name}: get_capability raised {type(exc).__name__}: {exc}")
             continue

@@ -16,6 +16,7 @@ import numpy as np
 import onnx_ir as ir
 
 from tessera._errors import InvalidGraph, RuntimeFailure, TesseraError
+from tessera._extract import boundary
 from tessera._graph import implicit_inputs, make_node_info, node_reads
 from tessera._kernels import NodeInfo
 from tessera._partition import Partition, partition_graph, unclaimed_error
@@ -209,7 +210,7 @@ class _Builder:
         known.update(id(v) for v in implicit_inputs(graph) if v.name in captured_set)
         nodes = _check_order(graph, list(graph), known)
         infos = {i: make_node_info(n, i, self.options.opsets) for i, n in enumerate(nodes)}
-        result = partition_graph(graph, nodes, infos, self.options.providers)
+        result = partition_graph(graph, nodes, infos, self.options.providers, self.options.opsets)
         plan.rejected_claims.extend(result.rejected)
         if len(result.owner) != len(infos):
             raise unclaimed_error(
@@ -331,23 +332,19 @@ class _Builder:
             writes = info.outputs
             label, op = self.prefix + info.name, info.op_type
         else:
-            inside = {o for i in infos for o in i.outputs}
-            reads, seen = [], set()
-            for i in infos:
-                for name in i.inputs + i.implicit_inputs:
-                    if name and name not in inside and name not in seen:
-                        seen.add(name)
-                        reads.append(name)
-            graph_outputs = {v.name for v in graph.outputs}
-            used_outside = {v.name for n in graph if n not in nodes for v in node_reads(n)}
-            writes = [
-                o
-                for i in infos
-                for o in i.outputs
-                if o and (o in used_outside or o in graph_outputs)
-            ]
+            inputs, constants, outputs = boundary(nodes, graph)
+            reads = [v.name for v in inputs]
+            writes = [v.name for v in outputs]
             fn_compiled = provider.compile(
-                CompiledSubgraph(infos, list(reads), list(writes), graph)
+                CompiledSubgraph(
+                    infos,
+                    reads,
+                    writes,
+                    graph,
+                    {v.name: self.plan.template[self.slot_of[v.name]] for v in constants},
+                    list(nodes),
+                    self.options.opsets,
+                )
             )
 
             def fn(*args, _f=fn_compiled):

@@ -39,7 +39,9 @@ class GraphView:
     """The nodes still unassigned when a provider is asked for claims, keyed by node index."""
 
     nodes: dict[int, NodeInfo]
-    graph: Any  # the onnx_ir.Graph, for providers that need producers/consumers
+    graph: Any  # the onnx_ir.Graph
+    ir_nodes: dict[int, Any] = dataclasses.field(default_factory=dict)  # key -> onnx_ir.Node
+    opsets: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
     def __iter__(self):
         return iter(self.nodes.items())
@@ -47,15 +49,36 @@ class GraphView:
     def __len__(self) -> int:
         return len(self.nodes)
 
+    def extract(self, keys: Sequence[int]):
+        """The nodes ``keys`` as a standalone ONNX model (see :class:`tessera._extract.ExtractedModel`),
+        for asking a compiler what it supports."""
+        from tessera._extract import extract_model
+
+        return extract_model([self.ir_nodes[k] for k in sorted(keys)], self.graph, self.opsets)
+
 
 @dataclasses.dataclass
 class CompiledSubgraph:
-    """What :meth:`ExecutionProvider.compile` receives: the claimed nodes and their boundary."""
+    """What :meth:`ExecutionProvider.compile` receives: the claimed nodes and their boundary.
+
+    The compiled callable is called with the values of ``inputs``, in order, and returns the
+    values of ``outputs``, in order. ``constants`` are the initializers the nodes read; they are
+    not passed at run time (:meth:`extract` embeds them in the model).
+    """
 
     nodes: list[NodeInfo]
     inputs: list[str]
     outputs: list[str]
     graph: Any
+    constants: dict[str, Any] = dataclasses.field(default_factory=dict)
+    ir_nodes: list[Any] = dataclasses.field(default_factory=list)
+    opsets: Mapping[str, int] = dataclasses.field(default_factory=dict)
+
+    def extract(self):
+        """The claim as a standalone ONNX model whose inputs and outputs are ``inputs``/``outputs``."""
+        from tessera._extract import extract_model
+
+        return extract_model(self.ir_nodes, self.graph, self.opsets)
 
 
 @dataclasses.dataclass(frozen=True)
