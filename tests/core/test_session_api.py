@@ -195,3 +195,36 @@ def test_nan_producing_ops_do_not_warn(recwarn):
     (y,) = sess.run(None, {"x": np.array([-1.0, 4.0], np.float32)})
     assert np.isnan(y[0]) and y[1] == 2
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+def test_map_typed_inputs_and_outputs_load_and_report_ort_type_strings():
+    from onnx import TensorProto
+
+    map_type = helper.make_map_type_proto(
+        TensorProto.STRING, helper.make_tensor_type_proto(TensorProto.FLOAT, None)
+    )
+    graph = helper.make_graph(
+        [
+            helper.make_node(
+                "DictVectorizer",
+                ["d"],
+                ["v"],
+                domain="ai.onnx.ml",
+                string_vocabulary=["a", "b", "c"],
+            ),
+            helper.make_node(
+                "ZipMap", ["v"], ["z"], domain="ai.onnx.ml", classlabels_strings=["a", "b", "c"]
+            ),
+        ],
+        "g",
+        [helper.make_value_info("d", map_type)],
+        [helper.make_value_info("z", helper.make_sequence_type_proto(map_type))],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)]
+    )
+    sess = tessera.InferenceSession(model.SerializeToString())
+    assert sess.get_inputs()[0].type == "map(string,tensor(float))"
+    assert sess.get_outputs()[0].type == "seq(map(string,tensor(float)))"
+    ((row,),) = sess.run(None, {"d": {"a": 1.0, "c": 3.0}})
+    assert row == {"a": 1.0, "b": 0.0, "c": 3.0}

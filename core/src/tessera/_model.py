@@ -128,6 +128,48 @@ def load_external_data(proto: onnx.ModelProto, base_dir: Path | None) -> None:
         tensor.data_location = onnx.TensorProto.DEFAULT
 
 
+def proto_type_string(t: onnx.TypeProto) -> str:
+    """ORT-style type string of a TypeProto: ``map(int64,tensor(float))``, ``seq(...)``, ..."""
+    kind = t.WhichOneof("value")
+    if kind == "tensor_type":
+        return f"tensor({onnx.helper.tensor_dtype_to_string(t.tensor_type.elem_type).split('.')[-1].lower()})"
+    if kind == "sequence_type":
+        return f"seq({proto_type_string(t.sequence_type.elem_type)})"
+    if kind == "optional_type":
+        return f"optional({proto_type_string(t.optional_type.elem_type)})"
+    if kind == "map_type":
+        key = onnx.helper.tensor_dtype_to_string(t.map_type.key_type).split(".")[-1].lower()
+        return f"map({key},{proto_type_string(t.map_type.value_type)})"
+    return "unknown"
+
+
+def _has_map(t: onnx.TypeProto) -> bool:
+    kind = t.WhichOneof("value")
+    if kind == "map_type":
+        return True
+    if kind == "sequence_type":
+        return _has_map(t.sequence_type.elem_type)
+    if kind == "optional_type":
+        return _has_map(t.optional_type.elem_type)
+    return False
+
+
+def _strip_map_types(graph: onnx.GraphProto, found: dict[str, str]) -> None:
+    """onnx-ir cannot represent map types yet: drop them from value infos (they are hints to the
+    runtime; kernels handle dicts), remembering each one's ORT type string by value name."""
+    for vi in [*graph.input, *graph.output, *graph.value_info]:
+        if vi.HasField("type") and _has_map(vi.type):
+            found[vi.name] = proto_type_string(vi.type)
+            vi.ClearField("type")
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                _strip_map_types(attr.g, found)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for g in attr.graphs:
+                    _strip_map_types(g, found)
+
+
 def prepare_model(model: str | os.PathLike | bytes | onnx.ModelProto) -> ir.Model:
     """Parse, inline model-local functions, infer shapes and convert to onnx-ir."""
     proto, base_dir = read_model_proto(model)
@@ -147,7 +189,11 @@ def prepare_model(model: str | os.PathLike | bytes | onnx.ModelProto) -> ir.Mode
         )
     except Exception:  # noqa: BLE001 - inference is best effort; kernels work without it
         pass
+    map_types: dict[str, str] = {}
+    _strip_map_types(proto.graph, map_types)
     try:
-        return ir.serde.deserialize_model(proto)
+        model = ir.serde.deserialize_model(proto)
     except Exception as exc:
         raise InvalidGraph(f"the model could not be read: {type(exc).__name__}: {exc}") from exc
+    model.meta["tessera.map_types"] = map_types
+    return model

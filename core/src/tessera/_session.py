@@ -34,7 +34,9 @@ _LOG_LEVELS = {
 }
 
 
-def _node_arg(value: ir.Value) -> NodeArg:
+def _node_arg(value: ir.Value, declared: dict[str, str] | None = None) -> NodeArg:
+    if declared and value.name in declared:
+        return NodeArg(value.name, declared[value.name], [])
     shape = []
     if value.shape is not None:
         for d in value.shape:
@@ -85,9 +87,12 @@ class InferenceSession:
         self._input_specs: list[InputSpec] = [
             input_spec(v, v.name in initializer_names) for v in graph.inputs
         ]
-        self._inputs = [_node_arg(v) for v in graph.inputs if v.name not in initializer_names]
+        declared = self._model.meta.get("tessera.map_types", {})
+        self._inputs = [
+            _node_arg(v, declared) for v in graph.inputs if v.name not in initializer_names
+        ]
         self._overridable = [_node_arg(v) for v in graph.inputs if v.name in initializer_names]
-        self._outputs = [_node_arg(v) for v in graph.outputs]
+        self._outputs = [_node_arg(v, declared) for v in graph.outputs]
         self._output_index = {o.name: i for i, o in enumerate(self._outputs)}
         serial = not all(p.supports_concurrent_run for p in self._providers)
         self._run_lock = threading.Lock() if serial else None
