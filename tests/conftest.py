@@ -10,6 +10,9 @@ import onnx
 import pytest
 from onnx import helper
 
+# Sessions that name no providers use the CPU provider only, whatever else is installed (OpenVINO,
+# OpenCL, the example plugin); tests of other providers name them, or clear this variable.
+os.environ.setdefault("TESSERA_PROVIDERS", "cpu")
 # onnx's backend runner writes generated data for the `light` models under ONNX_HOME.
 os.environ.setdefault("ONNX_HOME", os.path.join(tempfile.gettempdir(), "tessera-onnx-home"))
 

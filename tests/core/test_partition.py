@@ -51,7 +51,8 @@ def test_transfers_are_inserted_only_at_device_boundaries(plugins):
     assert "5 device transfer(s)" in sess.explain()
 
 
-def test_default_order_follows_declared_priority_with_cpu_last(plugins):
+def test_default_order_follows_declared_priority_with_cpu_last(plugins, monkeypatch):
+    monkeypatch.delenv("TESSERA_PROVIDERS", raising=False)
     plugins(fp.Plugin(fp.FakeDeviceFactory()))
     sess = tessera.InferenceSession(_add_relu_add_model())
     assert sess.get_providers() == ["FakeDeviceExecutionProvider", "CPUExecutionProvider"]
@@ -135,7 +136,8 @@ def test_requested_provider_without_device_raises_with_its_reason(plugins):
         tessera.InferenceSession(_add_relu_add_model(), providers=["nodevice"])
 
 
-def test_auto_discovered_provider_without_device_is_skipped(plugins):
+def test_auto_discovered_provider_without_device_is_skipped(plugins, monkeypatch):
+    monkeypatch.delenv("TESSERA_PROVIDERS", raising=False)
     plugins(fp.Plugin(fp.NoDeviceFactory()))
     sess = tessera.InferenceSession(_add_relu_add_model())
     assert "nodevice" not in sess.get_providers()
