@@ -1,0 +1,445 @@
+"""Pooling kernels (Average/Max/Lp pools, their Global forms, MaxUnpool, MaxRoiPool, RoiAlign), vectorized over kernel taps."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+
+from tessera.provider import FLOAT_TYPES, NodeInfo
+from tessera_cpu.kernels._registry import registry
+from tessera_cpu.kernels.conv import compute_dtype, fill_window, window_attrs
+
+_MAXPOOL_TYPES = (*FLOAT_TYPES, "tensor(int8)", "tensor(uint8)")
+
+
+class _PoolGeometry:
+    """Output shape, padding and tap layout of a pool for one input shape."""
+
+    def __init__(self, node: NodeInfo, x_shape: tuple, attrs: tuple, ceil_mode: bool) -> None:
+        ks, strides, dil, pads, auto_pad = attrs
+        nd = len(x_shape) - 2
+        if ks is None:
+            raise ValueError(f"{node.describe()}: kernel_shape is required")
+        if nd < 1:
+            raise ValueError(f"{node.describe()}: input of shape {x_shape} has no spatial axes")
+        ks, strides, dil, pads = fill_window(node, nd, ks, strides, dil, pads)
+        in_sp = x_shape[2:]
+        pb, pe, out = [], [], []
+        for i in range(nd):
+            keff = (ks[i] - 1) * dil[i] + 1
+            if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+                o = -(-in_sp[i] // strides[i])
+                total = max(0, (o - 1) * strides[i] + keff - in_sp[i])
+                b = total // 2 if auto_pad == "SAME_UPPER" else total - total // 2
+                pb.append(b)
+                pe.append(total - b)
+            else:
+                b, e = (0, 0) if auto_pad == "VALID" else (pads[i], pads[i + nd])
+                span = in_sp[i] + b + e - keff
+                if ceil_mode:
+                    o = -(-span // strides[i]) + 1
+                    # The last window must start inside the input or the left padding.
+                    if (o - 1) * strides[i] >= in_sp[i] + b:
+                        o -= 1
+                else:
+                    o = span // strides[i] + 1
+                pb.append(b)
+                pe.append(e)
+            if o < 1:
+                raise ValueError(
+                    f"{node.describe()}: input {x_shape} is smaller than the pooling window"
+                )
+            out.append(o)
+        self.ks, self.strides, self.dil = ks, strides, dil
+        self.pb, self.pe, self.out, self.in_sp = pb, pe, out, tuple(in_sp)
+        self.extent = [(o - 1) * s + (k - 1) * d + 1 for o, s, k, d in zip(out, strides, ks, dil)]
+        self.taps = list(itertools.product(*(range(k) for k in ks)))
+
+    def padded(self, x: np.ndarray, fill) -> np.ndarray:
+        """x placed at offset pb in a buffer covering every window (fill elsewhere)."""
+        if not any(self.pb) and all(e == i for e, i in zip(self.extent, self.in_sp)):
+            return x
+        buf = np.full(x.shape[:2] + tuple(self.extent), fill, dtype=x.dtype)
+        src, dst = [], []
+        for b, e, i in zip(self.pb, self.extent, self.in_sp):
+            n = max(0, min(i, e - b))
+            src.append(slice(0, n))
+            dst.append(slice(b, b + n))
+        buf[(Ellipsis, *dst)] = x[(Ellipsis, *src)]
+        return buf
+
+    def reduce(self, x: np.ndarray, op, init) -> np.ndarray:
+        """Window reduction with a separable ufunc (maximum, add), one spatial axis at a time.
+
+        Each tap only touches the output positions whose source lies inside the input, so no
+        padded copy is made; outer axes go first, keeping the inner loops contiguous.
+        """
+        y = x
+        for a in range(len(self.out)):
+            y = self._reduce_axis(y, a, op, init)
+        return y
+
+    def _reduce_axis(self, x: np.ndarray, a: int, op, init) -> np.ndarray:
+        k, s, d, pb, o = self.ks[a], self.strides[a], self.dil[a], self.pb[a], self.out[a]
+        n_in = x.shape[2 + a]
+        pre = (slice(None),) * (2 + a)
+        spans = []
+        for j in range(k):
+            off = j * d - pb
+            lo = 0 if off >= 0 else (-off + s - 1) // s
+            hi = min(o, (n_in - 1 - off) // s + 1) if n_in - 1 - off >= 0 else 0
+            if hi > lo:
+                spans.append((lo, hi, off))
+        full = next((sp for sp in spans if sp[0] == 0 and sp[1] == o), None)
+        if full is not None:
+            y = np.array(x[(*pre, slice(full[2], full[2] + (o - 1) * s + 1, s))])
+            spans.remove(full)
+        else:
+            shape = list(x.shape)
+            shape[2 + a] = o
+            y = np.full(shape, init, dtype=x.dtype)
+        for lo, hi, off in spans:
+            dst = y[(*pre, slice(lo, hi))]
+            op(dst, x[(*pre, slice(lo * s + off, (hi - 1) * s + off + 1, s))], out=dst)
+        return y
+
+    def tap(self, buf: np.ndarray, kk: tuple) -> np.ndarray:
+        sl = tuple(
+            slice(k * d, k * d + (o - 1) * s + 1, s)
+            for k, d, o, s in zip(kk, self.dil, self.out, self.strides)
+        )
+        return buf[(Ellipsis, *sl)]
+
+    def axis_counts(self, include_pad: bool) -> np.ndarray:
+        """How many taps of each window land inside the input (or its explicit pads): (*out)."""
+        total = None
+        for a in range(len(self.out)):
+            lo, hi = (
+                (-self.pb[a], self.in_sp[a] + self.pe[a]) if include_pad else (0, self.in_sp[a])
+            )
+            pos = (
+                np.arange(self.out[a])[:, None] * self.strides[a]
+                - self.pb[a]
+                + np.arange(self.ks[a])[None] * self.dil[a]
+            )
+            cnt = ((pos >= lo) & (pos < hi)).sum(1)
+            total = cnt if total is None else np.multiply.outer(total, cnt)
+        return total
+
+    def tap_valid_and_index(self, kk: tuple, column_major: bool) -> tuple[np.ndarray, np.ndarray]:
+        """For one tap: whether it hits the input at each output position, and its flat input index."""
+        nd = len(self.out)
+        valid = np.ones((), dtype=bool)
+        index = np.zeros((), dtype=np.int64)
+        for a in range(nd):
+            coord = np.arange(self.out[a]) * self.strides[a] - self.pb[a] + kk[a] * self.dil[a]
+            shape = [1] * nd
+            shape[a] = -1
+            coord = coord.reshape(shape)
+            valid = valid & (coord >= 0) & (coord < self.in_sp[a])
+            stride = math.prod(self.in_sp[:a]) if column_major else math.prod(self.in_sp[a + 1 :])
+            index = index + coord * stride
+        return valid, index
+
+
+def _geometry_cache(node: NodeInfo, attrs: tuple, ceil_mode: bool):
+    cache: dict = {}
+
+    def get(shape: tuple) -> _PoolGeometry:
+        g = cache.get(shape)
+        if g is None:
+            g = cache[shape] = _PoolGeometry(node, shape, attrs, ceil_mode)
+        return g
+
+    return get
+
+
+def _lowest(dtype: np.dtype):
+    if dtype.kind in "iu":
+        return np.iinfo(dtype).min
+    return -np.inf
+
+
+@registry.kernel("MaxPool", since=(1, 8, 10, 11, 12, 22), types={"T": _MAXPOOL_TYPES})
+def max_pool(node: NodeInfo):
+    attrs = window_attrs(node)
+    geo = _geometry_cache(node, attrs, bool(node.attr("ceil_mode", 0)))
+    storage_order = int(node.attr("storage_order", 0))
+    want_indices = node.num_outputs > 1 and node.outputs[1] != ""
+
+    def compute(x):
+        g = geo(x.shape)
+        y = g.reduce(x, np.maximum, _lowest(x.dtype))
+        if not want_indices:
+            return (y,) if node.num_outputs == 1 else (y, None)
+        # Indices: the first tap (in window order) that holds the maximum.
+        buf = g.padded(x, _lowest(x.dtype))
+        idx = np.full(y.shape, -1, dtype=np.int64)
+        for kk in g.taps:
+            valid, flat = g.tap_valid_and_index(kk, storage_order == 1)
+            hit = (g.tap(buf, kk) == y) & valid & (idx < 0)
+            np.copyto(idx, np.broadcast_to(flat, y.shape), where=hit)
+        n, c = x.shape[:2]
+        plane = math.prod(x.shape[2:])
+        idx += (np.arange(n * c, dtype=np.int64) * plane).reshape((n, c) + (1,) * (x.ndim - 2))
+        return (y, idx)
+
+    return compute
+
+
+@registry.kernel("AveragePool", since=(1, 7, 10, 11, 19, 22), types={"T": FLOAT_TYPES})
+def average_pool(node: NodeInfo):
+    attrs = window_attrs(node)
+    geo = _geometry_cache(node, attrs, bool(node.attr("ceil_mode", 0)))
+    include_pad = bool(node.attr("count_include_pad", 0))
+    divisors: dict = {}
+
+    def compute(x):
+        g = geo(x.shape)
+        dt = compute_dtype(x.dtype)
+        y = g.reduce(x.astype(dt, copy=False), np.add, 0)
+        div = divisors.get(x.shape[2:])
+        if div is None:
+            div = divisors[x.shape[2:]] = np.maximum(g.axis_counts(include_pad), 1).astype(dt)
+        y /= div
+        return (y.astype(x.dtype, copy=False),)
+
+    return compute
+
+
+def _lp_p(node: NodeInfo) -> float:
+    p = float(node.attr("p", 2))
+    if p <= 0:
+        raise ValueError(f"{node.describe()}: p must be positive, got {p}")
+    return p
+
+
+def _pow_abs(x: np.ndarray, p: float) -> np.ndarray:
+    return x * x if p == 2 else np.abs(x) ** p
+
+
+def _root(y: np.ndarray, p: float) -> np.ndarray:
+    return np.sqrt(y) if p == 2 else y ** (1.0 / p)
+
+
+@registry.kernel("LpPool", since=(1, 2, 11, 18, 22), types={"T": FLOAT_TYPES})
+def lp_pool(node: NodeInfo):
+    attrs = window_attrs(node)
+    geo = _geometry_cache(node, attrs, bool(node.attr("ceil_mode", 0)))
+    p = _lp_p(node)
+
+    def compute(x):
+        g = geo(x.shape)
+        dt = compute_dtype(x.dtype)
+        y = g.reduce(_pow_abs(x.astype(dt, copy=False), p), np.add, 0)
+        return (_root(y, p).astype(x.dtype, copy=False),)
+
+    return compute
+
+
+def _spatial_axes(x: np.ndarray) -> tuple:
+    return tuple(range(2, x.ndim))
+
+
+@registry.kernel("GlobalAveragePool", since=(1, 22), types={"T": FLOAT_TYPES})
+def global_average_pool(node: NodeInfo):
+    def compute(x):
+        dt = compute_dtype(x.dtype)
+        n, c = x.shape[:2]
+        plane = math.prod(x.shape[2:])
+        keep = (n, c) + (1,) * (x.ndim - 2)
+        if plane == 0 or n * c == 0:
+            return (np.mean(x, axis=_spatial_axes(x), keepdims=True, dtype=dt).astype(x.dtype),)
+        # A GEMV with a 1/plane vector beats numpy's row-wise mean on short rows.
+        y = x.reshape(n * c, plane).astype(dt, copy=False) @ np.full(plane, 1.0 / plane, dtype=dt)
+        return (y.reshape(keep).astype(x.dtype, copy=False),)
+
+    return compute
+
+
+@registry.kernel("GlobalMaxPool", since=(1, 22), types={"T": FLOAT_TYPES})
+def global_max_pool(node: NodeInfo):
+    def compute(x):
+        return (np.max(x, axis=_spatial_axes(x), keepdims=True),)
+
+    return compute
+
+
+@registry.kernel("GlobalLpPool", since=(1, 2, 22), types={"T": FLOAT_TYPES})
+def global_lp_pool(node: NodeInfo):
+    p = _lp_p(node)
+
+    def compute(x):
+        dt = compute_dtype(x.dtype)
+        s = np.sum(_pow_abs(x.astype(dt, copy=False), p), axis=_spatial_axes(x), keepdims=True)
+        return (_root(s, p).astype(x.dtype, copy=False),)
+
+    return compute
+
+
+@registry.kernel("MaxUnpool", since=(9, 11, 22), types={"T1": FLOAT_TYPES})
+def max_unpool(node: NodeInfo):
+    ks = node.attr("kernel_shape", None)
+    if ks is None:
+        raise ValueError(f"{node.describe()}: kernel_shape is required")
+    ks = [int(k) for k in ks]
+    nd = len(ks)
+    strides = [int(s) for s in node.attr("strides", [1] * nd)]
+    pads = [int(p) for p in node.attr("pads", [0] * (2 * nd))]
+    if len(strides) != nd or len(pads) != 2 * nd:
+        raise ValueError(f"{node.describe()}: kernel_shape, strides and pads disagree in rank")
+
+    def compute(x, indices, output_shape=None):
+        if x.ndim != nd + 2 or indices.shape != x.shape:
+            raise ValueError(
+                f"{node.describe()}: X {x.shape} and I {indices.shape} do not match a {nd}-D pool"
+            )
+        inferred = x.shape[:2] + tuple(
+            (x.shape[2 + i] - 1) * strides[i] - pads[i] - pads[i + nd] + ks[i] for i in range(nd)
+        )
+        flat = np.zeros(math.prod(inferred), dtype=x.dtype)
+        idx = indices.reshape(-1)
+        if idx.size and (idx.min() < 0 or idx.max() >= flat.size):
+            raise ValueError(
+                f"{node.describe()}: an index lies outside the unpooled shape {inferred}"
+            )
+        flat[idx] = x.reshape(-1)
+        y = flat.reshape(inferred)
+        if output_shape is None:
+            return (y,)
+        target = tuple(int(v) for v in output_shape)
+        if target == inferred:
+            return (y,)
+        # Indices address the inferred layout; a larger requested shape pads at the end.
+        out = np.zeros(target, dtype=x.dtype)
+        region = tuple(slice(0, min(a, b)) for a, b in zip(inferred, target))
+        out[region] = y[region]
+        return (out,)
+
+    return compute
+
+
+@registry.kernel("MaxRoiPool", since=(1, 22), types={"T": FLOAT_TYPES})
+def max_roi_pool(node: NodeInfo):
+    pooled = [int(v) for v in node.attr("pooled_shape")]
+    if len(pooled) != 2 or min(pooled) < 1:
+        raise ValueError(f"{node.describe()}: pooled_shape must be two positive ints, got {pooled}")
+    scale = float(node.attr("spatial_scale", 1.0))
+    ph_n, pw_n = pooled
+
+    def bins(start: int, size: int, n: int, limit: int):
+        edges = []
+        step = size / n
+        for i in range(n):
+            lo = min(max(math.floor(i * step) + start, 0), limit)
+            hi = min(max(math.ceil((i + 1) * step) + start, 0), limit)
+            edges.append((lo, hi))
+        return edges
+
+    def compute(x, rois):
+        _n, c, h, w = x.shape
+        y = np.zeros((rois.shape[0], c, ph_n, pw_n), dtype=x.dtype)
+        # One pass per ROI; inside it the bins are reduced a row band and a column band at a time.
+        # Scaled in float32 and rounded half away from zero, as onnxruntime does.
+        scaled = rois[:, 1:5].astype(np.float32) * np.float32(scale)
+        corners = (np.sign(scaled) * np.floor(np.abs(scaled) + 0.5)).astype(np.int64)
+        for r in range(rois.shape[0]):
+            b = int(rois[r, 0])
+            x1, y1, x2, y2 = (int(v) for v in corners[r])
+            rw, rh = max(x2 - x1 + 1, 1), max(y2 - y1 + 1, 1)
+            for ph, (hs, he) in enumerate(bins(y1, rh, ph_n, h)):
+                if he <= hs:
+                    continue
+                band = x[b, :, hs:he, :].max(axis=1)
+                for pw, (ws, we) in enumerate(bins(x1, rw, pw_n, w)):
+                    if we > ws:
+                        y[r, :, ph, pw] = band[:, ws:we].max(axis=1)
+        return (y,)
+
+    return compute
+
+
+def _roi_axis(start: float, bin_size: float, n_out: int, grid: int, size: int, dt):
+    """Per-axis sample table: low/high indices, weights of each, validity: each (n_out*grid,)."""
+    pos = (
+        start
+        + np.arange(n_out)[:, None] * bin_size
+        + (np.arange(grid)[None] + 0.5) * bin_size / grid
+    )
+    pos = pos.reshape(-1)
+    valid = (pos >= -1.0) & (pos <= size)
+    pos = np.maximum(pos, 0)
+    low = pos.astype(np.int64)
+    edge = low >= size - 1
+    low = np.where(edge, size - 1, low)
+    high = np.where(edge, size - 1, low + 1)
+    pos = np.where(edge, low, pos)
+    frac = pos - low
+    wl = np.where(valid, 1 - frac, 0).astype(dt)
+    wh = np.where(valid, frac, 0).astype(dt)
+    return low, high, wl, wh
+
+
+@registry.kernel("RoiAlign", since=(10, 16, 22), types={"T1": FLOAT_TYPES})
+def roi_align(node: NodeInfo):
+    mode = node.attr("mode", "avg")
+    if mode not in ("avg", "max"):
+        raise ValueError(f"{node.describe()}: mode {mode!r} is not 'avg' or 'max'")
+    out_h = int(node.attr("output_height", 1))
+    out_w = int(node.attr("output_width", 1))
+    ratio = int(node.attr("sampling_ratio", 0))
+    scale = float(node.attr("spatial_scale", 1.0))
+    ctm = node.attr(
+        "coordinate_transformation_mode",
+        "half_pixel" if node.since_version >= 16 else "output_half_pixel",
+    )
+    if ctm not in ("half_pixel", "output_half_pixel"):
+        raise ValueError(
+            f"{node.describe()}: coordinate_transformation_mode {ctm!r} is not supported"
+        )
+    half_pixel = ctm == "half_pixel"
+
+    def compute(x, rois, batch_indices):
+        dt = compute_dtype(x.dtype)
+        _n, c, h, w = x.shape
+        r_n = rois.shape[0]
+        y = np.zeros((r_n, c, out_h, out_w), dtype=dt)
+        xs = x.astype(dt, copy=False)
+        off = 0.5 if half_pixel else 0.0
+        for r in range(r_n):
+            x1, y1, x2, y2 = (float(v) * scale - off for v in rois[r, :4])
+            rw, rh = x2 - x1, y2 - y1
+            if not half_pixel:
+                rw, rh = max(rw, 1.0), max(rh, 1.0)
+            gh = ratio if ratio > 0 else math.ceil(rh / out_h)
+            gw = ratio if ratio > 0 else math.ceil(rw / out_w)
+            if gh < 1 or gw < 1:
+                continue
+            ylo, yhi, ywl, ywh = _roi_axis(y1, rh / out_h, out_h, gh, h, dt)
+            xlo, xhi, xwl, xwh = _roi_axis(x1, rw / out_w, out_w, gw, w, dt)
+            plane = xs[int(batch_indices[r])]
+            corners = (
+                (ylo, xlo, ywl, xwl),
+                (ylo, xhi, ywl, xwh),
+                (yhi, xlo, ywh, xwl),
+                (yhi, xhi, ywh, xwh),
+            )
+            acc = None
+            for yi, xi, wy, wx in corners:
+                v = plane[:, yi[:, None], xi[None, :]] * (wy[:, None] * wx[None, :])
+                if acc is None:
+                    acc = v
+                elif mode == "avg":
+                    acc += v
+                else:
+                    np.maximum(acc, v, out=acc)
+            acc = acc.reshape(c, out_h, gh, out_w, gw)
+            if mode == "avg":
+                y[r] = acc.sum(axis=(2, 4)) / max(gh * gw, 1)
+            else:
+                y[r] = acc.max(axis=(2, 4))
+        return (y.astype(x.dtype, copy=False),)
+
+    return compute
