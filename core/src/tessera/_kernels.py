@@ -11,16 +11,25 @@ import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import onnx
 import onnx_ir as ir
 
-from tessera._errors import NoKernelError
+from tessera._errors import InvalidArgument, NoKernelError
 from tessera._types import dtype_of_type_string
 
 Compute = Callable[..., tuple]
 KernelFactory = Callable[["NodeInfo"], Compute]
 
 _MISSING = object()
+DEFAULT_MAX_TENSOR_BYTES = 8 << 30  # 8 GiB
+
+
+def format_bytes(n: int) -> str:
+    for unit, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} bytes"
 
 
 @dataclasses.dataclass
@@ -51,6 +60,8 @@ class NodeInfo:
     _subgraph_builder: Callable[[str], Callable] | None = dataclasses.field(
         default=None, repr=False
     )
+    # The largest tensor (in bytes) a kernel may allocate; SessionOptions.max_tensor_bytes.
+    max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES
     # The onnx_ir.Graph holding the node, for ops that refer to other values by name (Gradient).
     graph: Any = dataclasses.field(default=None, repr=False)
     # Values known at creation (initializers and constants), by input position.
@@ -93,6 +104,26 @@ class NodeInfo:
         if self._subgraph_builder is None:
             raise RuntimeError(f"node {self.name!r} ({self.op_type}) has no subgraph {attr_name!r}")
         return self._subgraph_builder(attr_name)
+
+    def check_size(self, shape: Sequence[int], dtype: Any) -> None:
+        """Raise :class:`InvalidArgument` before allocating a tensor of ``shape`` that is negative
+        or larger than the session's ``max_tensor_bytes``. Kernels whose output size depends on
+        data (ConstantOfShape, Expand, Tile, Range, Resize, Pad, ...) call this first."""
+        count = 1
+        for d in shape:
+            d = int(d)
+            if d < 0:
+                raise InvalidArgument(
+                    f"{self.describe()}: negative dimension {d} in shape {list(shape)}"
+                )
+            count *= d
+        nbytes = count * np.dtype(dtype).itemsize
+        if nbytes > self.max_tensor_bytes:
+            raise InvalidArgument(
+                f"{self.describe()}: a {np.dtype(dtype)} tensor of shape {list(shape)} needs "
+                f"{format_bytes(nbytes)}, over the session limit of {format_bytes(self.max_tensor_bytes)}; "
+                "raise SessionOptions.max_tensor_bytes if the model is legitimate"
+            )
 
     def describe(self) -> str:
         return f"node {self.name!r} (op {self.domain or 'ai.onnx'}::{self.op_type}, opset {self.opset})"

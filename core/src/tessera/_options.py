@@ -39,6 +39,9 @@ class SessionOptions:
         self.use_deterministic_compute = False
         self.max_subgraph_depth = 64
         """Deepest If/Loop/Scan nesting a model may have (Tessera only)."""
+        self.max_tensor_bytes = 8 << 30
+        """Largest tensor a model may make a kernel allocate, in bytes (Tessera only). Checked at
+        creation for shapes known statically and at run time for data-dependent ones."""
         self._config: dict[str, str] = {}
 
     def __setattr__(self, name: str, value) -> None:

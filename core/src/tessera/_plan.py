@@ -15,12 +15,13 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
-from tessera._errors import InvalidGraph, RuntimeFailure, TesseraError
+from tessera._errors import InvalidArgument, InvalidGraph, RuntimeFailure, TesseraError
 from tessera._extract import boundary
 from tessera._graph import implicit_inputs, make_node_info, node_reads
-from tessera._kernels import NodeInfo
+from tessera._kernels import DEFAULT_MAX_TENSOR_BYTES, NodeInfo
 from tessera._partition import Partition, partition_graph, unclaimed_error
 from tessera._provider import CompiledSubgraph, ExecutionProvider, host_array
+from tessera._types import dtype_of_type_string
 
 HOST = "cpu"
 
@@ -42,6 +43,7 @@ class PlanOptions:
     opsets: Mapping[str, int]
     fallback_disabled: bool = False
     max_depth: int = 64
+    max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES
 
 
 class Plan:
@@ -210,6 +212,15 @@ class _Builder:
         known.update(id(v) for v in implicit_inputs(graph) if v.name in captured_set)
         nodes = _check_order(graph, list(graph), known)
         infos = {i: make_node_info(n, i, self.options.opsets) for i, n in enumerate(nodes)}
+        for info in infos.values():
+            info.max_tensor_bytes = self.options.max_tensor_bytes
+            # The same read-only arrays the run loop passes, so kernels may test identity.
+            info.constant_inputs = {
+                i: self.plan.template[self.slot_of[name]]
+                for i, name in enumerate(info.inputs)
+                if i in info.constant_inputs and name in self.slot_of
+            }
+            self._check_static_sizes(info)
         result = partition_graph(graph, nodes, infos, self.options.providers, self.options.opsets)
         plan.rejected_claims.extend(result.rejected)
         if len(result.owner) != len(infos):
@@ -230,6 +241,17 @@ class _Builder:
             plan.output_slots.append(self._on_device(self.slot_of[v.name], HOST, None))
         self._plan_frees()
         return plan
+
+    def _check_static_sizes(self, info: NodeInfo) -> None:
+        """Refuse, at creation, an output whose inferred static shape exceeds the size limit."""
+        for shape, type_str in zip(info.output_shapes, info.output_types):
+            dtype = dtype_of_type_string(type_str)
+            if shape is None or dtype is None or not all(isinstance(d, int) for d in shape):
+                continue
+            try:
+                info.check_size(shape, dtype)
+            except InvalidArgument as exc:
+                raise InvalidGraph(str(exc)) from None
 
     def _record_declines(self, infos: dict[int, NodeInfo], owner: dict[int, Partition]) -> None:
         """For nodes that fell to the last provider, each earlier provider's reason to decline."""

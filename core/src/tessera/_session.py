@@ -81,7 +81,13 @@ class InferenceSession:
         opsets.setdefault("", opsets.get("ai.onnx", 1))
         self._plan: Plan = build_plan(
             graph,
-            PlanOptions(self._providers, opsets, opts.fallback_disabled, opts.max_subgraph_depth),
+            PlanOptions(
+                self._providers,
+                opsets,
+                opts.fallback_disabled,
+                opts.max_subgraph_depth,
+                opts.max_tensor_bytes,
+            ),
         )
         initializer_names = set(graph.initializers)
         self._input_specs: list[InputSpec] = [

@@ -301,6 +301,7 @@ def one_hot(node: NodeInfo) -> Compute:
             raise ValueError(f"{node.describe()}: values must hold [off_value, on_value]")
         rank = indices.ndim + 1
         a = _norm_axis(node, axis, rank)
+        node.check_size((*indices.shape, d), vals.dtype)
         idx = indices.astype(np.int64)
         idx = np.where(idx < 0, idx + d, idx)
         classes = np.arange(d, dtype=np.int64).reshape((d,) + (1,) * (rank - 1 - a))

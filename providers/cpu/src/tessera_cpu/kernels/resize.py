@@ -288,6 +288,10 @@ class _Resampler:
         return steps
 
     def run(self, x: np.ndarray, plan: list) -> np.ndarray:
+        final = list(x.shape)
+        for axis, n, _ in plan:
+            final[axis] = n
+        self.node.check_size(final, x.dtype)
         dt = x.dtype
         interpolating = self.opts["mode"] != "nearest"
         y = x

@@ -107,8 +107,7 @@ def constant_of_shape(node: NodeInfo) -> Compute:
 
     def make(shape) -> np.ndarray:
         dims = _ints(shape)
-        if any(d < 0 for d in dims):
-            raise ValueError(f"{node.describe()}: negative dimension in shape {dims}")
+        node.check_size(dims, fill.dtype)
         return np.full(dims, fill, dtype=fill.dtype)
 
     if 0 in node.constant_inputs:
@@ -156,6 +155,7 @@ def range_(node: NodeInfo) -> Compute:
             if d == 0:
                 raise ValueError(f"{node.describe()}: delta must not be zero")
             n = max(-((s - lim) // d), 0)  # ceil((lim - s) / d) in exact integers
+            node.check_size((n,), dtype)
             return ((np.arange(n, dtype=np.int64) * d + s).astype(dtype, copy=False),)
         work = (
             stash_dtypes[stash]
@@ -166,6 +166,7 @@ def range_(node: NodeInfo) -> Compute:
         if d == 0:
             raise ValueError(f"{node.describe()}: delta must not be zero")
         n = max(math.ceil((lim - s) / d), 0)
+        node.check_size((n,), dtype)
         return ((np.arange(n, dtype=work) * work.type(d) + work.type(s)).astype(dtype),)
 
     return compute
@@ -422,6 +423,7 @@ def expand(node: NodeInfo) -> Compute:
             raise ValueError(f"{node.describe()}: cannot expand {x.shape} to {dims}") from None
         if target == x.shape:
             return (x,)
+        node.check_size(target, x.dtype)
         return (np.broadcast_to(x, target).copy(),)
 
     return compute
@@ -441,6 +443,7 @@ def tile(node: NodeInfo) -> Compute:
         def compute_v1(x, tiles, axis):
             reps = [1] * x.ndim
             reps[_norm_axis(node, int(_scalar(axis)), x.ndim)] = int(_scalar(tiles))
+            node.check_size([r * d for r, d in zip(reps, x.shape)], x.dtype)
             return (_tile(x, reps),)
 
         return compute_v1
@@ -450,6 +453,7 @@ def tile(node: NodeInfo) -> Compute:
         reps = fixed if fixed is not None else _ints(repeats)
         if len(reps) != x.ndim or min(reps, default=0) < 0:
             raise ValueError(f"{node.describe()}: repeats {reps} do not fit input rank {x.ndim}")
+        node.check_size([r * d for r, d in zip(reps, x.shape)], x.dtype)
         return (_tile(x, reps),)
 
     return compute
@@ -476,6 +480,7 @@ def _pad(node: NodeInfo, x: np.ndarray, pads: list[int], mode: str, value, axes)
     widths = [(max(b, 0), max(e, 0)) for b, e in zip(before, after)]
     if not any(b or e for b, e in widths):
         return x
+    node.check_size([d + b + e for d, (b, e) in zip(x.shape, widths)], x.dtype)
     if mode == "constant":
         out = np.empty([d + b + e for d, (b, e) in zip(x.shape, widths)], dtype=x.dtype)
         # Fill only the border slabs: the interior is written once, by the copy of x.
