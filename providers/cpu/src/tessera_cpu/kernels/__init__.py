@@ -36,10 +36,6 @@ _FAMILIES = (
 )
 
 for _family in _FAMILIES:
-    try:
-        importlib.import_module(f"{__name__}.{_family}")
-    except ModuleNotFoundError as exc:  # a family not written yet registers nothing
-        if exc.name != f"{__name__}.{_family}":
-            raise
+    importlib.import_module(f"{__name__}.{_family}")
 
 __all__ = ["registry"]
