@@ -18,7 +18,16 @@ from tessera.backend import TesseraBackend
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 # case name (without the _cpu suffix) -> why it does not pass yet
+_RANDOM = "expected values were drawn from NumPy's global random state when the suite was made; no kernel can reproduce them (tessera_conformance reports the case as random)"
 KNOWN_FAILURES: dict[str, str] = {
+    "test_bernoulli": _RANDOM,
+    "test_bernoulli_double": _RANDOM,
+    "test_bernoulli_seed": _RANDOM,
+    "test_bernoulli_expanded": _RANDOM,
+    "test_bernoulli_double_expanded": _RANDOM,
+    "test_bernoulli_seed_expanded": _RANDOM,
+    "test_attention_4d_causal_fp16_expanded": "2 of 192 elements differ by one float16 ulp: our float16 "
+    "Softmax rounds once from float32, the expected values round after every float16 step",
     "test_loop16_seq_none": "onnx's runner cannot compare a sequence of 0-d tensors (its "
     "assert_similar_outputs calls len() on them); tessera_conformance compares it and it passes",
 }

