@@ -12,7 +12,11 @@ import tessera
 
 
 def _model() -> bytes:
-    return make_model([helper.make_node("MatMul", ["x", "x"], ["y"])], [tensor("x", [4, 4])], [tensor("y", [4, 4])])
+    return make_model(
+        [helper.make_node("MatMul", ["x", "x"], ["y"])],
+        [tensor("x", [4, 4])],
+        [tensor("y", [4, 4])],
+    )
 
 
 def test_cpu_provider_is_registered_through_its_entry_point():
