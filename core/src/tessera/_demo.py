@@ -83,7 +83,7 @@ def run_demo(repeat: int = 50) -> int:
     print(f"inputs:  {', '.join(f'{i.name} {i.type} {i.shape}' for i in session.get_inputs())}")
     print(f"outputs: {', '.join(f'{o.name} {o.type} {o.shape}' for o in session.get_outputs())}")
     print(f"\nprobabilities for one 3x32x32 image (sum {probs.sum():.4f}):")
-    print("  " + np.array2string(probs[0], precision=4, separator=", "))
+    print("  " + np.array2string(probs[0], precision=4, separator=", ", max_line_width=120))
     print(f"  predicted class: {int(probs[0].argmax())}")
     print("\npartition:")
     print("  " + session.explain().replace("\n", "\n  "))
