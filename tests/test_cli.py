@@ -64,7 +64,7 @@ def test_bad_model_path_is_a_clear_error_not_a_traceback(tmp_path, capsys):
 
 
 def test_malformed_input_argument_is_explained(model_path):
-    with pytest.raises(SystemExit, match="--input takes NAME=FILE.npy"):
+    with pytest.raises(SystemExit, match=r"--input takes NAME=FILE\.npy"):
         main(["run", str(model_path), "--input", "x.npy"])
 
 
