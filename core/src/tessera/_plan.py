@@ -64,13 +64,19 @@ class Plan:
         self.run_start_hooks: list[Callable[[], None]] = []
         self.run_end_hooks: list[Callable[[], None]] = []
 
-    def run(self, inputs: Sequence[Any], captured: Sequence[Any] = ()) -> list[Any]:
+    def _start(self, inputs: Sequence[Any], captured: Sequence[Any]) -> list[Any]:
+        """A fresh slot list: constants from the template, then feeds (None keeps an
+        initializer's default) and captured outer-scope values."""
         env = self.template.copy()
         for slot, value in zip(self.input_slots, inputs):
             if value is not None or env[slot] is None:
                 env[slot] = value
         for slot, value in zip(self.captured_slots, captured):
             env[slot] = value
+        return env
+
+    def run(self, inputs: Sequence[Any], captured: Sequence[Any] = ()) -> list[Any]:
+        env = self._start(inputs, captured)
         try:
             for fn, ins, outs, frees in self.steps:
                 results = fn(*[env[i] for i in ins])
@@ -88,12 +94,7 @@ class Plan:
         self, inputs: Sequence[Any], captured: Sequence[Any], events: list
     ) -> list[Any]:
         """Like :meth:`run`, recording one (StepInfo, start_s, duration_s, inputs, outputs) per step."""
-        env = self.template.copy()
-        for slot, value in zip(self.input_slots, inputs):
-            if value is not None or env[slot] is None:
-                env[slot] = value
-        for slot, value in zip(self.captured_slots, captured):
-            env[slot] = value
+        env = self._start(inputs, captured)
         for info, (fn, ins, outs, frees) in zip(self.step_info, self.steps):
             args = [env[i] for i in ins]
             start = time.perf_counter()

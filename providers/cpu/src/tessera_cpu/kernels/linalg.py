@@ -5,21 +5,12 @@ from __future__ import annotations
 import ml_dtypes
 import numpy as np
 
-from tessera.provider import Compute, NodeInfo
+from tessera.provider import FLOAT_TYPES, INT_TYPES, Compute, NodeInfo
 from tessera_cpu.kernels._registry import registry
 
-_FLOATS = ("tensor(float16)", "tensor(float)", "tensor(double)", "tensor(bfloat16)")
+_FLOATS = FLOAT_TYPES
 _I32_64 = ("tensor(int32)", "tensor(int64)", "tensor(uint32)", "tensor(uint64)")
-_ALL_INTS = (
-    "tensor(int8)",
-    "tensor(int16)",
-    "tensor(int32)",
-    "tensor(int64)",
-    "tensor(uint8)",
-    "tensor(uint16)",
-    "tensor(uint32)",
-    "tensor(uint64)",
-)
+_ALL_INTS = INT_TYPES
 _Q8 = ("tensor(int8)", "tensor(uint8)")
 # 16-bit floats run through float32 BLAS: numpy has no half-precision BLAS and its own half
 # loops are both slow and less accurate.

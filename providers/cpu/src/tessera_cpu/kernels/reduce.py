@@ -7,21 +7,12 @@ from collections.abc import Callable, Sequence
 import ml_dtypes
 import numpy as np
 
-from tessera.provider import Compute, NodeInfo
+from tessera.provider import FLOAT_TYPES, INT_TYPES, Compute, NodeInfo
 from tessera_cpu.kernels._registry import registry
 
-_FLOATS = ("tensor(float16)", "tensor(float)", "tensor(double)", "tensor(bfloat16)")
+_FLOATS = FLOAT_TYPES
 _I32_64 = ("tensor(int32)", "tensor(int64)", "tensor(uint32)", "tensor(uint64)")
-_ALL_INTS = (
-    "tensor(int8)",
-    "tensor(int16)",
-    "tensor(int32)",
-    "tensor(int64)",
-    "tensor(uint8)",
-    "tensor(uint16)",
-    "tensor(uint32)",
-    "tensor(uint64)",
-)
+_ALL_INTS = INT_TYPES
 # 16-bit floats are computed in float32: numpy's own half loops accumulate poorly and
 # ml_dtypes' bfloat16 ones accumulate in bfloat16.
 _LOWP = frozenset({np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16)})
