@@ -179,6 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=int, default=50)
     p.set_defaults(func=cmd_demo)
 
+    from tessera import _doctor, _scaffold  # both import nothing heavy until run
+
+    _scaffold.add_parser(sub)
+    _doctor.add_parser(sub)
+
     try:  # the conformance subcommands come with the tessera-conformance distribution
         from tessera_conformance.cli import add_parser
     except ImportError:
