@@ -205,3 +205,18 @@ def test_compiled_claim_extracts_as_a_standalone_model_with_embedded_weights(plu
     assert list(captured["subgraph"].constants) == ["w"]
     x = np.array([-3, 0, 1], np.float32)
     np.testing.assert_array_equal(sess.run(None, {"x": x})[0], -np.maximum(x + 1, 0))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [("false", False), ("0", False), ("True", True), ("yes", True)]
+)
+def test_boolean_options_given_as_strings_are_parsed_not_cast(text, expected):
+    from tessera.provider import OptionSpec, ProviderFactory
+
+    class Factory(ProviderFactory):
+        name = "flags"
+        options = {"fast": OptionSpec(bool, False, "")}
+
+    assert Factory().validate_options({"fast": text}) == {"fast": expected}
+    with pytest.raises(tessera.InvalidArgument, match="option 'fast' must be bool"):
+        Factory().validate_options({"fast": "maybe"})

@@ -50,6 +50,7 @@ class FakeDeviceProvider(ExecutionProvider):
 
 
 class FakeDeviceFactory(ProviderFactory):
+    api_version = "1.0"
     name = "fakedevice"
     aliases = ("FakeDeviceExecutionProvider",)
     default_priority = 10
@@ -84,6 +85,7 @@ class FusingProvider(ExecutionProvider):
 
 
 class FusingFactory(ProviderFactory):
+    api_version = "1.0"
     name = "fusing"
     aliases = ("FusingExecutionProvider",)
     default_priority = 5
@@ -98,6 +100,7 @@ class RaisingCapabilityProvider(ExecutionProvider):
 
 
 class RaisingCapabilityFactory(ProviderFactory):
+    api_version = "1.0"
     name = "raising"
     default_priority = 20
 
@@ -120,6 +123,7 @@ class MalformedClaimsProvider(ExecutionProvider):
 
 
 class MalformedFactory(ProviderFactory):
+    api_version = "1.0"
     name = "malformed"
     default_priority = 20
 
@@ -128,6 +132,7 @@ class MalformedFactory(ProviderFactory):
 
 
 class NoDeviceFactory(ProviderFactory):
+    api_version = "1.0"
     name = "nodevice"
     default_priority = 30
     unavailable_reason = "no accelerator found (test)"
@@ -168,6 +173,7 @@ class LiarProvider(ExecutionProvider):
 
 
 class LiarFactory(ProviderFactory):
+    api_version = "1.0"
     name = "liar"
     aliases = ("LiarExecutionProvider",)
 

@@ -161,6 +161,7 @@ class ProviderFactory:
     vendor: str = ""
     version: str = "0"
     api_version: str = API_VERSION
+    """The provider API this factory was written against (``"1.0"``); always set it."""
     default_priority: int = 0
     """Higher runs earlier in the claim order. The CPU provider uses -1000 so it comes last."""
     options: Mapping[str, OptionSpec] = {}
@@ -193,7 +194,7 @@ class ProviderFactory:
         for key, value in options.items():
             spec = self.options[key]
             try:
-                resolved[key] = value if isinstance(value, spec.type) else spec.type(value)
+                resolved[key] = _convert_option(value, spec.type)
             except (TypeError, ValueError):
                 raise InvalidArgument(
                     f"provider {self.name!r} option {key!r} must be {spec.type.__name__}, "
@@ -203,6 +204,23 @@ class ProviderFactory:
 
     def all_names(self) -> tuple[str, ...]:
         return (self.name, *self.aliases)
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _convert_option(value: Any, kind: type) -> Any:
+    """Convert an option value to its declared type. ORT-style options often arrive as strings,
+    and ``bool("false")`` is True, so booleans are parsed rather than cast."""
+    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        return value
+    if kind is bool:
+        text = str(value).strip().lower()
+        if text in _TRUE or text in _FALSE:
+            return text in _TRUE
+        raise ValueError(value)
+    return kind(value)
 
 
 def host_array(value: Any) -> Any:

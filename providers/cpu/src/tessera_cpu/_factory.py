@@ -33,6 +33,7 @@ class CPUProviderFactory(ProviderFactory):
     aliases = ("CPUExecutionProvider",)
     vendor = "Tessera"
     version = __version__
+    api_version = "1.0"
     default_priority = -1000
     distribution = "tessera-cpu"
     options = {
