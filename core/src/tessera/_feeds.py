@@ -49,15 +49,25 @@ def input_spec(value: ir.Value, has_default: bool) -> InputSpec:
 
 def check_tensor(spec: InputSpec, value: Any) -> np.ndarray:
     if not isinstance(value, np.ndarray):
-        if (
-            isinstance(value, (list, tuple, int, float, bool, np.generic))
-            and spec.dtype is not None
-        ):
-            value = np.asarray(value, dtype=spec.dtype if spec.dtype != object else None)
-        else:
+        if not isinstance(value, (list, tuple, int, float, bool, np.generic)):
             raise InvalidArgument(
                 f"input {spec.name!r} must be a numpy.ndarray of {spec.type_str}, got {type(value).__name__}"
             )
+        try:
+            dtype = spec.dtype if spec.dtype is not None and spec.dtype != object else None
+            value = np.asarray(value, dtype=dtype)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise InvalidArgument(
+                f"input {spec.name!r} cannot be converted to a {spec.type_str} array ({exc}); "
+                "pass a numpy.ndarray"
+            ) from None
+    elif type(value) is not np.ndarray:
+        # Subclasses (np.matrix, masked arrays) would carry their own semantics into kernels;
+        # onnxruntime reads the plain buffer, and so do we.
+        value = np.asarray(value)
+    if not value.dtype.isnative:
+        # onnxruntime reinterprets big-endian buffers as native (wrong values); convert instead.
+        value = value.astype(value.dtype.newbyteorder("="))
     if spec.dtype is not None and value.dtype != spec.dtype:
         if not (spec.dtype == object and value.dtype.kind == "U"):
             raise InvalidArgument(

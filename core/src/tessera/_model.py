@@ -8,15 +8,35 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import onnx
+import onnx.inliner  # a submodule: `import onnx` alone does not load it
 import onnx_ir as ir
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 
 from tessera._errors import InvalidGraph
 
 _EXTERNAL_KEYS = {"location", "offset", "length", "checksum", "basepath"}
+
+LOADER_MAX_DEPTH = 256
+"""Deepest If/Loop/Scan nesting the loader accepts whatever the session options say: onnx-ir's
+deserializer recurses per level and, past a few hundred levels, exhausts the stack and memory."""
+
+
+def _decode_error(source: str, exc: Exception) -> InvalidGraph:
+    if "MaxDepth" in str(exc):
+        # upb stops at 100 nested messages, about 32 levels of If/Loop/Scan; onnxruntime's
+        # protobuf has the same limit, so such a file is not loadable anywhere.
+        return InvalidGraph(
+            f"{source} nests messages deeper than protobuf's decoder allows (100 levels, about "
+            "32 levels of If/Loop/Scan subgraphs); flatten the control flow"
+        )
+    return InvalidGraph(
+        f"{source} is not a valid ONNX ModelProto ({exc}); pass the bytes of an .onnx file, "
+        "a path, or an onnx.ModelProto"
+    )
 
 
 def read_model_proto(
@@ -30,10 +50,7 @@ def read_model_proto(
         try:
             proto.ParseFromString(bytes(model))
         except (DecodeError, RuntimeError, ValueError) as exc:
-            raise InvalidGraph(
-                f"the model bytes are not a valid ONNX ModelProto ({exc}); pass the bytes of "
-                "an .onnx file, a path, or an onnx.ModelProto"
-            ) from exc
+            raise _decode_error("the model bytes", exc) from exc
         return proto, None
     if isinstance(model, (str, os.PathLike)):
         path = Path(model)
@@ -42,90 +59,268 @@ def read_model_proto(
         try:
             proto = onnx.load(str(path), load_external_data=False)
         except (DecodeError, RuntimeError, ValueError) as exc:
-            raise InvalidGraph(f"{str(path)!r} is not a valid ONNX model file ({exc})") from exc
+            raise _decode_error(f"model file {str(path)!r}", exc) from exc
+        except OSError as exc:
+            raise InvalidGraph(f"model file {str(path)!r} cannot be read ({exc.strerror})") from exc
         return proto, path.resolve().parent
     raise TypeError(
         f"InferenceSession needs a path, bytes or onnx.ModelProto, not {type(model).__name__}"
     )
 
 
-def _external_tensors(proto: onnx.ModelProto):
-    def from_graph(graph: onnx.GraphProto):
-        yield from graph.initializer
-        for node in graph.node:
-            for attr in node.attribute:
-                if attr.type == onnx.AttributeProto.TENSOR:
-                    yield attr.t
-                elif attr.type == onnx.AttributeProto.GRAPH:
-                    yield from from_graph(attr.g)
-                elif attr.type == onnx.AttributeProto.GRAPHS:
-                    for g in attr.graphs:
-                        yield from from_graph(g)
+def _all_tensors(proto: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
+    """Every TensorProto anywhere in the model: initializers, sparse initializers, tensor
+    attributes of nodes in subgraphs and functions. A generic walk over the message fields, so
+    no place a tensor can hide is forgotten (and no external tensor reaches onnx-ir, which would
+    read it relative to the working directory). Iterative, so deep nesting cannot overflow."""
+    stack: list[Message] = [proto]
+    while stack:
+        message = stack.pop()
+        if isinstance(message, onnx.TensorProto):
+            yield message
+            continue
+        for field, value in message.ListFields():
+            if field.type != field.TYPE_MESSAGE:
+                continue
+            if isinstance(value, Message):
+                stack.append(value)
+            else:  # a repeated message field
+                stack.extend(value)
 
-    yield from from_graph(proto.graph)
-    for fn in proto.functions:
-        for node in fn.node:
-            for attr in node.attribute:
-                if attr.type == onnx.AttributeProto.TENSOR:
-                    yield attr.t
+
+def check_text_fields(proto: onnx.ModelProto) -> None:
+    """Names, op types and other string fields must be UTF-8: protobuf hands invalid ones back
+    as bytes, which would break every message and lookup that uses them."""
+    stack: list[tuple[Message, str]] = [(proto, "model")]
+    while stack:
+        message, where = stack.pop()
+        for field, value in message.ListFields():
+            if field.type == field.TYPE_STRING:
+                for text in (
+                    value
+                    if isinstance(value, Sequence) and not isinstance(value, (str, bytes))
+                    else [value]
+                ):
+                    if isinstance(text, bytes):
+                        raise InvalidGraph(
+                            f"{where}: field {field.name!r} holds {text[:40]!r}, which is not "
+                            "valid UTF-8; the file is corrupt"
+                        )
+            elif field.type == field.TYPE_MESSAGE:
+                name = getattr(message, "name", "")
+                here = f"{where}/{name}" if isinstance(name, str) and name else where
+                if isinstance(value, Message):
+                    stack.append((value, here))
+                else:
+                    stack.extend((v, here) for v in value)
+
+
+def _external_info(tensor: onnx.TensorProto, where: str) -> dict[str, str]:
+    info: dict[str, str] = {}
+    for entry in tensor.external_data:
+        if entry.key in info:
+            raise InvalidGraph(f"{where}: external-data key {entry.key!r} is given twice")
+        info[entry.key] = entry.value
+    unknown = sorted(set(info) - _EXTERNAL_KEYS)
+    if unknown:
+        raise InvalidGraph(
+            f"{where}: unknown external-data keys {unknown}; valid keys: {sorted(_EXTERNAL_KEYS)}"
+        )
+    return info
+
+
+def _int_entry(info: dict[str, str], key: str, where: str) -> int | None:
+    if key not in info:
+        return None
+    text = info[key].strip()
+    # int() alone would accept "1_000" and " 12"; the ONNX spec says a decimal integer.
+    if not text.isdigit():
+        raise InvalidGraph(
+            f"{where}: external-data {key} {info[key]!r} must be a non-negative decimal integer"
+        )
+    return int(text)
+
+
+def _external_file(location: str, base_dir: Path, where: str) -> tuple[Path, int]:
+    """The checked real path of ``location`` inside ``base_dir`` and its size."""
+    if not location or "\0" in location:
+        raise InvalidGraph(f"{where}: external-data location {location!r} is empty or has a NUL")
+    if os.path.isabs(location) or Path(location).drive or location.startswith(("/", "\\")):
+        raise InvalidGraph(
+            f"{where}: external-data location {location!r} must be a relative path inside "
+            "the model folder"
+        )
+    if ".." in Path(location.replace("\\", "/")).parts:
+        raise InvalidGraph(f"{where}: external-data location {location!r} may not contain '..'")
+    # realpath resolves symlinks in every component, so a link anywhere on the way out is caught.
+    real = Path(os.path.realpath(base_dir / location))
+    if os.path.commonpath([str(real), str(base_dir)]) != str(base_dir):
+        raise InvalidGraph(
+            f"{where}: external-data location {location!r} resolves outside the model folder"
+        )
+    try:
+        st = os.stat(real)
+    except OSError as exc:
+        raise InvalidGraph(
+            f"{where}: external-data file {location!r} cannot be opened ({exc.strerror})"
+        ) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise InvalidGraph(f"{where}: external-data location {location!r} is not a regular file")
+    return real, st.st_size
 
 
 def load_external_data(proto: onnx.ModelProto, base_dir: Path | None) -> None:
     """Read every external tensor's bytes into the proto, refusing any location outside
-    ``base_dir`` (``..``, absolute paths, symlinks out) and any offset/length past the file."""
-    for tensor in _external_tensors(proto):
+    ``base_dir`` (``..``, absolute paths, symlinks out) and any offset/length past the file.
+    Every tensor is checked before any file is read."""
+    todo = []
+    for tensor in _all_tensors(proto):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            if tensor.external_data:
+                raise InvalidGraph(
+                    f"tensor {tensor.name!r} has external-data entries but is not marked "
+                    "data_location=EXTERNAL; re-save the model with onnx.save"
+                )
             continue
-        info = {e.key: e.value for e in tensor.external_data}
-        where = f"initializer {tensor.name!r}"
-        unknown = sorted(set(info) - _EXTERNAL_KEYS)
-        if unknown:
-            raise InvalidGraph(
-                f"{where}: unknown external-data keys {unknown}; valid keys: {sorted(_EXTERNAL_KEYS)}"
-            )
+        where = f"tensor {tensor.name!r}"
+        info = _external_info(tensor, where)
         if base_dir is None:
             raise InvalidGraph(
                 f"{where} stores its data in an external file, which needs a model path: "
                 "load the model by its file path rather than from bytes"
             )
-        location = info.get("location", "")
-        if not location or os.path.isabs(location) or Path(location).drive:
+        real, size = _external_file(info.get("location", ""), base_dir, where)
+        offset = _int_entry(info, "offset", where) or 0
+        length = _int_entry(info, "length", where)
+        length = size - offset if length is None else length
+        if offset > size or length < 0 or offset + length > size:
             raise InvalidGraph(
-                f"{where}: external-data location {location!r} must be a relative path inside the model folder"
+                f"{where}: external data [{offset}, {offset + max(length, 0)}) lies outside "
+                f"{info['location']!r} ({size} bytes)"
             )
-        if ".." in Path(location).parts:
-            raise InvalidGraph(f"{where}: external-data location {location!r} may not contain '..'")
-        target = base_dir / location
-        real = Path(os.path.realpath(target))
-        if os.path.commonpath([str(real), str(base_dir)]) != str(base_dir):
-            raise InvalidGraph(
-                f"{where}: external-data location {location!r} resolves outside the model folder"
-            )
-        try:
-            st = os.stat(real)
-        except OSError as exc:
-            raise InvalidGraph(
-                f"{where}: external-data file {location!r} cannot be opened ({exc.strerror})"
-            ) from None
-        if not stat.S_ISREG(st.st_mode):
-            raise InvalidGraph(
-                f"{where}: external-data location {location!r} is not a regular file"
-            )
-        try:
-            offset = int(info.get("offset", 0))
-            length = int(info["length"]) if "length" in info else st.st_size - offset
-        except ValueError:
-            raise InvalidGraph(f"{where}: external-data offset/length must be integers") from None
-        if offset < 0 or length < 0 or offset + length > st.st_size:
-            raise InvalidGraph(
-                f"{where}: external data [{offset}, {offset + length}) lies outside {location!r} "
-                f"({st.st_size} bytes)"
-            )
+        todo.append((tensor, real, offset, length))
+    for tensor, real, offset, length in todo:
         with open(real, "rb") as fh:
             fh.seek(offset)
             tensor.raw_data = fh.read(length)
         del tensor.external_data[:]
         tensor.data_location = onnx.TensorProto.DEFAULT
+
+
+_SUB_BYTE_BITS = {21: 4, 22: 4, 23: 4, 25: 2, 26: 2}
+_PACKED_6_BIT = {27, 28}  # packing not pinned down by the spec yet: length is not checked
+
+
+def check_tensor_payloads(proto: onnx.ModelProto) -> None:
+    """Every embedded tensor's data must match its dtype and dims, so a tampered size or dtype is
+    an InvalidGraph naming the tensor here rather than a NumPy error deep in planning."""
+    for tensor in _all_tensors(proto):
+        where = f"tensor {tensor.name!r}"
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            continue  # refused or inlined by load_external_data before this check
+        if tensor.data_type not in onnx.TensorProto.DataType.values() or tensor.data_type == 0:
+            raise InvalidGraph(f"{where} has unknown data type {tensor.data_type}")
+        if any(d < 0 for d in tensor.dims):
+            raise InvalidGraph(f"{where} has negative dims {list(tensor.dims)}")
+        numel, nonzero = 1, 1
+        for d in tensor.dims:
+            numel *= d
+            nonzero *= max(d, 1)
+        # NumPy refuses a shape whose non-zero dims overflow even when another dim is 0.
+        if nonzero >= 1 << 62:
+            raise InvalidGraph(f"{where} has dims {list(tensor.dims)}, too large for any array")
+        dtype = tensor.data_type
+        if dtype in _PACKED_6_BIT:
+            continue
+        field = onnx.helper.tensor_dtype_to_field(dtype)
+        if tensor.HasField("raw_data") and dtype != onnx.TensorProto.STRING:
+            bits = _SUB_BYTE_BITS.get(dtype)
+            itemsize = onnx.helper.tensor_dtype_to_np_dtype(dtype).itemsize
+            expected = (numel * bits + 7) // 8 if bits else numel * itemsize
+            got = len(tensor.raw_data)
+            what = "bytes of raw_data"
+        else:
+            got = len(getattr(tensor, field))
+            per = 2 if dtype in (onnx.TensorProto.COMPLEX64, onnx.TensorProto.COMPLEX128) else 1
+            expected = numel * per
+            if dtype in _SUB_BYTE_BITS and got != expected:
+                expected = (numel * _SUB_BYTE_BITS[dtype] + 31) // 32 if got else expected
+            what = f"entries of {field}"
+        if got != expected:
+            type_name = onnx.helper.tensor_dtype_to_string(dtype).split(".")[-1]
+            raise InvalidGraph(
+                f"{where} ({type_name}, dims {list(tensor.dims)}) has {got} {what}, expected "
+                f"{expected}; the file is corrupt or was edited without updating the data"
+            )
+
+
+def check_structure(proto: onnx.ModelProto, max_depth: int = LOADER_MAX_DEPTH) -> None:
+    """Checks on the proto that onnx-ir would otherwise fail on obscurely or expensively: nesting
+    deeper than ``max_depth`` and a value written by two nodes (or by a node and an input)."""
+    max_depth = min(max_depth, LOADER_MAX_DEPTH)
+    graphs: list[tuple[onnx.GraphProto, int, str]] = [(proto.graph, 0, "")]
+    graphs.extend((g, 1, f"function {f.name!r}/") for f in proto.functions for g in _subgraphs(f))
+    while graphs:
+        graph, depth, path = graphs.pop()
+        if depth > max_depth:
+            raise InvalidGraph(
+                f"subgraph {path.rstrip('/')!r} nests {depth} levels deep, more than "
+                f"{max_depth}; raise SessionOptions.max_subgraph_depth if the model is "
+                f"legitimate (the loader accepts at most {LOADER_MAX_DEPTH})"
+            )
+        writer = {v.name: "a graph input" for v in graph.input}
+        writer.update((t.name, "an initializer") for t in graph.initializer if t.name not in writer)
+        for index, node in enumerate(graph.node):
+            label = f"node {path}{node.name or f'{node.op_type}_{index}'}"
+            for name in node.output:
+                if not name:
+                    continue
+                if name in writer:
+                    raise InvalidGraph(
+                        f"{label} (op {node.op_type}) writes {name!r}, which is already "
+                        f"{writer[name]}; every value must have exactly one producer"
+                    )
+                writer[name] = f"written by {label!r}"
+            for attr in node.attribute:
+                _check_attribute(attr, label)
+                for i, sub in enumerate(_attr_graphs(attr)):
+                    suffix = f"[{i}]" if attr.type == onnx.AttributeProto.GRAPHS else ""
+                    graphs.append((sub, depth + 1, f"{label[5:]}/{attr.name}{suffix}/"))
+
+
+_ATTR_FIELD = {
+    onnx.AttributeProto.TENSOR: "t",
+    onnx.AttributeProto.GRAPH: "g",
+    onnx.AttributeProto.SPARSE_TENSOR: "sparse_tensor",
+    onnx.AttributeProto.TYPE_PROTO: "tp",
+}
+
+
+def _check_attribute(attr: onnx.AttributeProto, label: str) -> None:
+    """An attribute whose declared type has no value (a TENSOR without ``t``) would otherwise
+    reach kernels and optimizers as an UNDEFINED tensor or a None graph."""
+    if attr.ref_attr_name:
+        return
+    if attr.type not in onnx.AttributeProto.AttributeType.values() or attr.type == 0:
+        raise InvalidGraph(f"{label}: attribute {attr.name!r} has unknown type {attr.type}")
+    field = _ATTR_FIELD.get(attr.type)
+    if field is not None and not attr.HasField(field):
+        type_name = onnx.AttributeProto.AttributeType.Name(attr.type)
+        raise InvalidGraph(
+            f"{label}: attribute {attr.name!r} is declared {type_name} but has no value"
+        )
+
+
+def _attr_graphs(attr: onnx.AttributeProto) -> list[onnx.GraphProto]:
+    if attr.type == onnx.AttributeProto.GRAPH:
+        return [attr.g]
+    if attr.type == onnx.AttributeProto.GRAPHS:
+        return list(attr.graphs)
+    return []
+
+
+def _subgraphs(function: onnx.FunctionProto) -> list[onnx.GraphProto]:
+    return [g for node in function.node for attr in node.attribute for g in _attr_graphs(attr)]
 
 
 def proto_type_string(t: onnx.TypeProto) -> str:
@@ -170,17 +365,37 @@ def _strip_map_types(graph: onnx.GraphProto, found: dict[str, str]) -> None:
                     _strip_map_types(g, found)
 
 
-def prepare_model(model: str | os.PathLike | bytes | onnx.ModelProto) -> ir.Model:
-    """Parse, inline model-local functions, infer shapes and convert to onnx-ir."""
+def prepare_model(
+    model: str | os.PathLike | bytes | onnx.ModelProto, max_subgraph_depth: int = LOADER_MAX_DEPTH
+) -> ir.Model:
+    """Parse, check, inline model-local functions, infer shapes and convert to onnx-ir."""
     proto, base_dir = read_model_proto(model)
-    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in _external_tensors(proto)):
-        proto = onnx.ModelProto.FromString(proto.SerializeToString()) if base_dir is None else proto
-        load_external_data(proto, base_dir)
     if not proto.HasField("graph"):
         raise InvalidGraph("the model has no graph")
+    check_text_fields(proto)
+    check_structure(proto, max_subgraph_depth)
+    if any(
+        t.data_location == onnx.TensorProto.EXTERNAL or t.external_data for t in _all_tensors(proto)
+    ):
+        # Checks every tensor before reading any, so a refused ModelProto is left untouched.
+        load_external_data(proto, base_dir)
+    check_tensor_payloads(proto)
+    try:
+        return _convert(proto)
+    except RecursionError:
+        # The depth check bounds nesting; a pathological model may still recurse elsewhere
+        # (a long chain of nested function calls in the inliner, for instance).
+        raise InvalidGraph(
+            "the model is nested too deeply to load (Python's recursion limit was reached)"
+        ) from None
+
+
+def _convert(proto: onnx.ModelProto) -> ir.Model:
     if proto.functions:
         try:
             proto = onnx.inliner.inline_local_functions(proto)
+        except RecursionError:
+            raise
         except Exception as exc:
             raise InvalidGraph(f"could not inline the model's local functions: {exc}") from exc
     try:
@@ -193,6 +408,8 @@ def prepare_model(model: str | os.PathLike | bytes | onnx.ModelProto) -> ir.Mode
     _strip_map_types(proto.graph, map_types)
     try:
         model = ir.serde.deserialize_model(proto)
+    except RecursionError:
+        raise
     except Exception as exc:
         raise InvalidGraph(f"the model could not be read: {type(exc).__name__}: {exc}") from exc
     model.meta["tessera.map_types"] = map_types
