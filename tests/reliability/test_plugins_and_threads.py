@@ -131,12 +131,6 @@ def test_malformed_claims_leave_the_session_correct(plugins, claims):
     np.testing.assert_array_equal(sess.run(None, {"x": X})[0], EXPECTED)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_partition.py: claim keys are not type-checked; an unhashable key or a non-tuple "
-    "raises TypeError in validation, and a float equal to a key (0.0) passes it and fails in "
-    "_plan.py as nodes[0.0]; validate `type(k) is int` for every key before the dict lookup",
-)
 @pytest.mark.parametrize(
     "nodes", [([0],), 1, (0.0,)], ids=["list-key", "int-not-tuple", "float-key"]
 )
@@ -197,11 +191,6 @@ def _no_outputs_relu(node):
     return lambda x: ()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_plan.py: Plan.run zips outs with results, so a kernel returning too few outputs "
-    "leaves None in the slot and the next kernel fails obscurely; check len(results)",
-)
 def test_kernel_returning_too_few_outputs_is_a_runtime_failure_naming_the_node(plugins):
     plugins(Plugin(_factory("short", ShortResultProvider)))
     sess = tessera.InferenceSession(_model(), providers=["short", "cpu"])
@@ -217,22 +206,12 @@ class RaisingCompileProvider(ExecutionProvider):
         raise RuntimeError("compiler crashed")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_plan.py _emit: provider.compile() is not wrapped; a raising compiler escapes as a "
-    "bare RuntimeError instead of a ProviderError naming the provider and the nodes",
-)
 def test_compile_that_raises_is_a_provider_error_naming_the_provider(plugins):
     plugins(Plugin(_factory("rcompile", RaisingCompileProvider)))
     with pytest.raises(tessera.ProviderError, match=r"rcompile.*compiler crashed"):
         tessera.InferenceSession(_model(), providers=["rcompile", "cpu"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_plan.py _emit: a compiled claim from a provider without compile() escapes as the "
-    "base class's NotImplementedError; wrap it like compile() errors (ProviderError)",
-)
 def test_compiled_claim_without_compile_is_a_provider_error(plugins):
     claims = [Claim((0,), kind="compiled")]
     plugins(Plugin(_factory("nocompile", type("NoCompile", (OddClaims,), {"claims": claims}))))

@@ -289,14 +289,6 @@ def test_depth_limit_above_the_loader_ceiling_still_refuses_pathological_nesting
         tessera.InferenceSession(nested_if_model(400), opts)
 
 
-CAPTURE_BUG = (
-    "_graph.py node_implicit_inputs drops outer values that are also explicit inputs of the node, "
-    "so _plan.py's subgraph runner fails with \"'c' is not in list\"; common in practice, since "
-    "the optimizer's Identity removal turns Loop(n, '', Identity(x)) with a body reading x into it"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=CAPTURE_BUG)
 def test_subgraph_reading_its_own_nodes_condition_runs():
     inner = helper.make_node("If", ["c"], ["t"], then_branch=_leaf("a"), else_branch=_leaf("b"))
     branch = helper.make_graph([inner], "then", [], [tensor("t", [2])])
@@ -306,7 +298,6 @@ def test_subgraph_reading_its_own_nodes_condition_runs():
     np.testing.assert_array_equal(y, -X)
 
 
-@pytest.mark.xfail(strict=True, reason=CAPTURE_BUG)
 def test_loop_body_reading_the_loops_initial_value_runs():
     body = helper.make_graph(
         [

@@ -61,12 +61,13 @@ def subgraphs(node: ir.Node) -> Iterable[ir.Graph]:
 
 
 def node_implicit_inputs(node: ir.Node) -> list[ir.Value]:
-    explicit = {id(v) for v in node.inputs if v is not None}
+    """Outer values the node's subgraphs read, in order of first use. A value that is also an
+    explicit input stays in the list: the subgraph reads it by name, not through the input."""
     out: list[ir.Value] = []
     seen: set[int] = set()
     for sub in subgraphs(node):
         for v in implicit_inputs(sub):
-            if id(v) not in explicit and id(v) not in seen:
+            if id(v) not in seen:
                 seen.add(id(v))
                 out.append(v)
     return out

@@ -85,8 +85,13 @@ def partition_graph(
             continue
         for claim in claims:
             problem = None
-            if not isinstance(claim, Claim) or not claim.nodes:
-                problem = f"malformed claim {claim!r}"
+            if (
+                not isinstance(claim, Claim)
+                or not isinstance(claim.nodes, tuple)
+                or not claim.nodes
+                or not all(type(k) is int for k in claim.nodes)
+            ):
+                problem = f"malformed claim {claim!r}: nodes must be a non-empty tuple of node keys (ints)"
             else:
                 unknown = [k for k in claim.nodes if k not in free]
                 if unknown:

@@ -15,7 +15,13 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
-from tessera._errors import InvalidArgument, InvalidGraph, RuntimeFailure, TesseraError
+from tessera._errors import (
+    InvalidArgument,
+    InvalidGraph,
+    ProviderError,
+    RuntimeFailure,
+    TesseraError,
+)
 from tessera._extract import boundary
 from tessera._graph import implicit_inputs, make_node_info, node_reads
 from tessera._kernels import DEFAULT_MAX_TENSOR_BYTES, NodeInfo
@@ -44,6 +50,13 @@ class PlanOptions:
     fallback_disabled: bool = False
     max_depth: int = 64
     max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES
+
+
+class _ShortResult(Exception):
+    """A step returned fewer values than its node has outputs."""
+
+    def __init__(self, got: int, wanted: int) -> None:
+        super().__init__(f"the kernel returned {got} output(s); the node has {wanted}")
 
 
 class Plan:
@@ -80,6 +93,8 @@ class Plan:
         try:
             for fn, ins, outs, frees in self.steps:
                 results = fn(*[env[i] for i in ins])
+                if len(results) < len(outs):  # more is allowed: unrequested optional outputs
+                    raise _ShortResult(len(results), len(outs))
                 for slot, value in zip(outs, results):
                     env[slot] = value
                 for slot in frees:
@@ -105,6 +120,8 @@ class Plan:
             except Exception as exc:
                 raise self._failure(fn, ins, exc) from exc
             events.append((info, start, time.perf_counter() - start, args, results))
+            if len(results) < len(outs):
+                raise self._failure(fn, ins, _ShortResult(len(results), len(outs)))
             for slot, value in zip(outs, results):
                 env[slot] = value
             for slot in frees:
@@ -198,7 +215,10 @@ class _Builder:
             plan.input_slots.append(self.slot(v.name))
             known.add(id(v))
         for v in graph.initializers.values():
-            value = v.const_value.numpy() if v.const_value is not None else None
+            try:
+                value = v.const_value.numpy() if v.const_value is not None else None
+            except (ValueError, TypeError) as exc:
+                raise InvalidGraph(f"initializer {v.name!r} cannot be read: {exc}") from exc
             if isinstance(value, np.ndarray):
                 # Read-only: a kernel that writes into a constant fails loudly, and any view of it
                 # is read-only too, which tells the session to copy it before handing it out.
@@ -362,17 +382,26 @@ class _Builder:
             inputs, constants, outputs = boundary(nodes, graph)
             reads = [v.name for v in inputs]
             writes = [v.name for v in outputs]
-            fn_compiled = provider.compile(
-                CompiledSubgraph(
-                    infos,
-                    reads,
-                    writes,
-                    graph,
-                    {v.name: self.plan.template[self.slot_of[v.name]] for v in constants},
-                    list(nodes),
-                    self.options.opsets,
+            try:
+                fn_compiled = provider.compile(
+                    CompiledSubgraph(
+                        infos,
+                        reads,
+                        writes,
+                        graph,
+                        {v.name: self.plan.template[self.slot_of[v.name]] for v in constants},
+                        list(nodes),
+                        self.options.opsets,
+                    )
                 )
-            )
+            except TesseraError:
+                raise
+            except Exception as exc:
+                names = ", ".join(i.name for i in infos[:5]) + (" ..." if len(infos) > 5 else "")
+                raise ProviderError(
+                    f"{provider.name} failed to compile its claim on node(s) {names}: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
 
             def fn(*args, _f=fn_compiled):
                 return tuple(_f(*args))
