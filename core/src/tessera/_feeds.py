@@ -89,6 +89,12 @@ def check_tensor(spec: InputSpec, value: Any) -> np.ndarray:
                     f"input {spec.name!r} has shape {list(value.shape)}, expected {_dims(spec.dims)}: "
                     f"dimension {axis} must be {want}, got {got}"
                 )
+    # A read-only view: kernels may return views of a feed (Identity, Reshape), and the session
+    # copies read-only outputs, so the caller never gets its own input back as an output; a
+    # kernel that wrongly writes into a feed fails instead of changing the caller's array.
+    if value.flags.writeable:
+        value = value.view()
+        value.flags.writeable = False
     return value
 
 

@@ -263,8 +263,10 @@ def check_structure(proto: onnx.ModelProto, max_depth: int = LOADER_MAX_DEPTH) -
     while graphs:
         graph, depth, path = graphs.pop()
         if depth > max_depth:
+            parts = path.rstrip("/").split("/")
+            where = "/".join(parts if len(parts) <= 8 else [*parts[:4], "...", *parts[-4:]])
             raise InvalidGraph(
-                f"subgraph {path.rstrip('/')!r} nests {depth} levels deep, more than "
+                f"subgraph {where!r} nests {depth} levels deep, more than "
                 f"{max_depth}; raise SessionOptions.max_subgraph_depth if the model is "
                 f"legitimate (the loader accepts at most {LOADER_MAX_DEPTH})"
             )

@@ -67,7 +67,7 @@ class InferenceSession:
         self._model_path = (
             os.fspath(path_or_bytes) if isinstance(path_or_bytes, (str, os.PathLike)) else None
         )
-        self._model = prepare_model(path_or_bytes)
+        self._model = prepare_model(path_or_bytes, max_subgraph_depth=opts.max_subgraph_depth)
         created = _providers.resolve(
             providers, provider_options, not opts.fallback_disabled, opts.intra_op_num_threads
         )

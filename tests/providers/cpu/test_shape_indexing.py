@@ -84,18 +84,39 @@ def _same(actual, expected) -> None:
         ("Identity", [], {}),
     ],
 )
-def test_reshape_family_returns_a_view_of_its_input(op, extra, attrs):
+def test_reshape_family_kernels_return_a_view_of_their_input(op, extra, attrs):
     x = np.arange(12, dtype=np.float32).reshape(1, 3, 4)
-    (y,) = _run(op, [x, *extra], attrs)
+    (y,) = _kernel(op, [x, *extra], attrs)(x, *extra)
     assert np.shares_memory(x, y)
 
 
-def test_slice_with_constant_inputs_returns_a_view():
+def test_slice_kernel_with_constant_inputs_returns_a_view():
     x = np.arange(20, dtype=np.float32).reshape(4, 5)
     args = [x, np.array([1], np.int64), np.array([4], np.int64), np.array([1], np.int64)]
-    (y,) = _run("Slice", args, consts={1, 2, 3})
+    (y,) = _kernel("Slice", args, consts={1, 2, 3})(*args)
     assert np.shares_memory(x, y)
     _same(y, x[:, 1:4])
+
+
+def test_session_outputs_never_alias_the_callers_feed():
+    x = np.arange(12, dtype=np.float32).reshape(1, 3, 4)
+    (y,) = _run("Identity", [x])
+    assert not np.shares_memory(x, y) and y.flags.writeable
+    _same(y, x)
+
+
+def _kernel(op, inputs, attrs=None, **kw):
+    """The CPU kernel's compute function for a one-node model, built as a session would."""
+    import onnx_ir as ir
+
+    from tessera.provider import node_info
+    from tessera_cpu.kernels import registry
+
+    model, _ = _model(op, inputs, attrs, **kw)
+    graph = ir.serde.deserialize_model(model).graph
+    node = next(iter(graph))
+    info = node_info(node, 0, dict(graph.opset_imports))
+    return registry.build(info)
 
 
 # --- slicing ----------------------------------------------------------------------------------
