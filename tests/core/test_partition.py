@@ -220,3 +220,22 @@ def test_boolean_options_given_as_strings_are_parsed_not_cast(text, expected):
     assert Factory().validate_options({"fast": text}) == {"fast": expected}
     with pytest.raises(tessera.InvalidArgument, match="option 'fast' must be bool"):
         Factory().validate_options({"fast": "maybe"})
+
+
+def test_provider_that_declines_auto_selection_is_used_only_when_named(plugins, monkeypatch):
+    monkeypatch.delenv("TESSERA_PROVIDERS", raising=False)
+
+    class OptInFactory(fp.FakeDeviceFactory):
+        name = "optin"
+        aliases = ("OptInExecutionProvider",)
+
+        def auto_select(self):
+            return False
+
+    plugins(fp.Plugin(OptInFactory()))
+    assert (
+        "OptInExecutionProvider"
+        not in tessera.InferenceSession(_add_relu_add_model()).get_providers()
+    )
+    named = tessera.InferenceSession(_add_relu_add_model(), providers=["optin"])
+    assert named.get_providers()[0] == "OptInExecutionProvider"

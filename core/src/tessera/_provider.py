@@ -174,6 +174,12 @@ class ProviderFactory:
 
     unavailable_reason: str = ""
 
+    def auto_select(self) -> bool:
+        """Whether this provider joins sessions that name no providers. Optional; the default is
+        yes. A provider whose only devices would be slower than the CPU provider (an OpenCL CPU
+        device, say) returns False and is used only when asked for by name."""
+        return True
+
     def create(self, options: Mapping[str, Any]) -> ExecutionProvider:
         raise NotImplementedError(
             f"provider factory {self.name!r}: implement create(options) -> ExecutionProvider"

@@ -86,6 +86,13 @@ def get_available_providers() -> list[str]:
     return names
 
 
+def _auto_selected(factory: ProviderFactory) -> bool:
+    try:
+        return bool(factory.auto_select())
+    except Exception:  # noqa: BLE001 - a probe that fails means "not by default"
+        return False
+
+
 def _split(entry: Any) -> tuple[str, dict]:
     if isinstance(entry, str):
         return entry, {}
@@ -142,6 +149,7 @@ def resolve(
         chosen = [
             (f, {})
             for f in sorted(found.unique_factories(), key=lambda f: (-f.default_priority, f.name))
+            if canonical(f.name) == "cpu" or _auto_selected(f)
         ]
     if fallback and not any(canonical(f.name) == "cpu" for f, _ in chosen):
         cpu = found.factories.get("cpu")

@@ -1,0 +1,88 @@
+"""The OpenCL execution provider: claims the nodes its kernels run on this device's dtypes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pyopencl.array as cla
+
+from tessera.provider import Claim, Compute, ExecutionProvider, GraphView, KernelDef, NodeInfo
+from tessera_opencl._factory import select_device
+from tessera_opencl._runtime import Runtime
+from tessera_opencl.kernels import CHECKS, registry
+from tessera_opencl.kernels._registry import ALL
+
+_SHAPE_ONLY = ("Shape", "Size")
+
+
+class OpenCLExecutionProvider(ExecutionProvider):
+    name = "OpenCLExecutionProvider"
+    precision = "fp32"
+    supports_concurrent_run = True
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        super().__init__(options)
+        self.rt = Runtime(select_device(self.options))
+        dev = self.rt.device
+        self.device = f"opencl:{dev.platform.name.strip()}:{dev.name.strip()}"
+        self.registry = registry
+
+    def _dtype_reason(self, node: NodeInfo) -> str | None:
+        types = list(node.output_types)
+        if node.op_type not in _SHAPE_ONLY:  # Shape/Size read only the input's dims
+            types += node.input_types
+        for t in types:
+            if t is None:
+                continue
+            if t == "tensor(bfloat16)":
+                return "tensor(bfloat16) has no OpenCL C type"
+            if t == "tensor(float16)" and not self.rt.fp16:
+                return f"{t} needs cl_khr_fp16, which {self.rt.device.name.strip()} lacks"
+            if t == "tensor(double)" and not self.rt.fp64:
+                return (
+                    f"tensor(double) needs cl_khr_fp64, which {self.rt.device.name.strip()} lacks"
+                )
+            if t not in ALL:
+                return f"{t} has no OpenCL kernel type"
+        return None
+
+    def _why_not(self, node: NodeInfo) -> str | None:
+        reason = self._dtype_reason(node)  # first: the device's limits explain the most
+        if reason:
+            return reason
+        found = self.registry.find(node)
+        if isinstance(found, str):
+            return found
+        check = CHECKS.get(node.op_type)
+        return check(node) if check is not None else None
+
+    def get_capability(self, view: GraphView) -> list[Claim]:
+        return [Claim((key,)) for key, node in view if self._why_not(node) is None]
+
+    def decline_reason(self, node: NodeInfo) -> str:
+        return self._why_not(node) or "claimed by a provider earlier in the order"
+
+    def create_kernel(self, node: NodeInfo) -> Compute:
+        kdef: KernelDef = self.registry.lookup(node)
+        node.since_version = kdef.since_version
+        # Kernels here take the runtime too: registry factories are (node, rt) -> compute.
+        return kdef.factory(node, self.rt)
+
+    def to_device(self, value: Any) -> Any:
+        if isinstance(value, np.generic):
+            value = np.asarray(value)
+        if isinstance(value, np.ndarray) and value.dtype in _DEVICE_DTYPES:
+            return self.rt.upload(value)
+        return value
+
+    def to_host(self, value: Any) -> Any:
+        if isinstance(value, cla.Array):
+            return self.rt.download(value)
+        return value
+
+
+_DEVICE_DTYPES = {
+    np.dtype(t) for t in ("f4", "f8", "i1", "u1", "i2", "u2", "i4", "u4", "i8", "u8", "?")
+}
