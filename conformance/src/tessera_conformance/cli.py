@@ -87,7 +87,7 @@ def matrix(args: argparse.Namespace) -> int:
     for path in args.reports:
         with open(path, encoding="utf-8") as fh:
             reports.append(json.load(fh))
-    text = provider_matrix(reports)
+    text = provider_matrix(reports, args.reports)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as fh:
             fh.write(text)
