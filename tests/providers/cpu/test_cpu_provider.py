@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 
+import numpy as np
 import pytest
 from conftest import make_model, tensor
 from onnx import helper
@@ -25,13 +26,40 @@ def test_cpu_provider_is_registered_through_its_entry_point():
     assert "CPUExecutionProvider" in tessera.get_available_providers()
 
 
-def test_intra_op_num_threads_limits_blas_threads():
+def test_blas_runs_single_threaded_during_a_run_and_is_restored_after(monkeypatch):
     threadpoolctl = pytest.importorskip("threadpoolctl")
+    from tessera_cpu import _parallel
+
+    def blas_threads():
+        return [
+            i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"
+        ]
+
+    before = blas_threads()
+    seen = []
+    original = _parallel.matmul
+
+    def spy(a, b):
+        seen.append(blas_threads())
+        return original(a, b)
+
+    monkeypatch.setattr(_parallel, "matmul", spy)
+    sess = tessera.InferenceSession(_model())
+    sess.run(None, {"x": np.eye(4, dtype=np.float32)})
+    assert seen and all(n == 1 for threads in seen for n in threads)
+    assert blas_threads() == before
+
+
+def test_intra_op_num_threads_sizes_the_pool_that_splits_large_products():
+    from tessera_cpu import _parallel
+
     opts = tessera.SessionOptions()
-    opts.intra_op_num_threads = 1
+    opts.intra_op_num_threads = 2
     tessera.InferenceSession(_model(), opts)
-    blas = [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
-    assert blas and all(n == 1 for n in blas)
+    assert _parallel._threads == 2
+    a = np.arange(512 * 256, dtype=np.float32).reshape(512, 256) / 1e4
+    b = np.ones((256, 64), np.float32)
+    np.testing.assert_allclose(_parallel.matmul(a, b), a @ b, rtol=1e-6)
 
 
 def test_bad_cpu_option_type_is_rejected():

@@ -1,4 +1,4 @@
-"""The CPU provider: NumPy kernels from a KernelRegistry, BLAS threads from intra_op_num_threads."""
+"""The CPU provider: NumPy kernels from a KernelRegistry, intra-op threads from intra_op_num_threads."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tessera.provider import ExecutionProvider, OptionSpec, ProviderFactory
-from tessera_cpu import __version__
+from tessera_cpu import __version__, _parallel
 
 
 class CPUExecutionProvider(ExecutionProvider):
@@ -20,12 +20,13 @@ class CPUExecutionProvider(ExecutionProvider):
         from tessera_cpu.kernels import registry  # importing registers every kernel
 
         self.registry = registry
-        threads = int(self.options.get("intra_op_num_threads") or 0)
-        if threads > 0:
-            # BLAS pools are process-wide: the last session created with a thread count sets it.
-            from threadpoolctl import threadpool_limits
+        _parallel.configure(int(self.options.get("intra_op_num_threads") or 0))
 
-            threadpool_limits(limits=threads, user_api="blas")
+    def on_run_start(self) -> None:
+        _parallel.run_started()
+
+    def on_run_end(self) -> None:
+        _parallel.run_ended()
 
 
 class CPUProviderFactory(ProviderFactory):
@@ -38,7 +39,9 @@ class CPUProviderFactory(ProviderFactory):
     distribution = "tessera-cpu"
     options = {
         "intra_op_num_threads": OptionSpec(
-            int, 0, "BLAS threads for this session; 0 keeps the library's default"
+            int,
+            0,
+            "threads that split large matrix products; 0 uses every CPU this process may use",
         ),
     }
 

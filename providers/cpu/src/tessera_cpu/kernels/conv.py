@@ -9,6 +9,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from tessera.provider import FLOAT_TYPES, NUMERIC_TYPES, NodeInfo
+from tessera_cpu import _parallel
 from tessera_cpu.kernels._registry import registry
 
 _AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
@@ -108,11 +109,11 @@ def _conv_forward(x, w2, group, ks, strides, dil, pb, pe, out) -> np.ndarray:
     m = w2.shape[0] * w2.shape[1]
     if kprod == 1 and not any(pb) and not any(pe) and all(s == 1 for s in strides):
         cols = x.reshape(n, g, cg, oprod)
-        return np.matmul(w2, cols).reshape(n, m, oprod)
+        return _parallel.matmul(w2, cols).reshape(n, m, oprod)
     xp = pad_input(x, pb, pe)
     view = window_view(xp, ks, strides, dil, out)
     cols = view.reshape(n, g, cg * kprod, oprod)
-    return np.matmul(w2, cols).reshape(n, m, oprod)
+    return _parallel.matmul(w2, cols).reshape(n, m, oprod)
 
 
 def _shift_weight(w: np.ndarray, group: int, dt) -> np.ndarray:
@@ -141,7 +142,7 @@ def _conv_shifted(x, wall, group, ks, dil, pb, pe, out) -> np.ndarray:
     sp = xp.shape[2:]
     pstride = [math.prod(sp[a + 1 :]) for a in range(len(sp))]
     length = sum((o - 1) * st for o, st in zip(out, pstride)) + 1
-    z = np.matmul(wall, xp.reshape(n, group, cg, math.prod(sp)))  # (N, G, K*Mg, prod(P))
+    z = _parallel.matmul(wall, xp.reshape(n, group, cg, math.prod(sp)))  # (N, G, K*Mg, prod(P))
     y = np.empty((n, group, mg, out[0] * pstride[0]), dtype=z.dtype)
     for t, kk in enumerate(itertools.product(*(range(k) for k in ks))):
         off = sum(k * d * st for k, d, st in zip(kk, dil, pstride))
@@ -346,7 +347,7 @@ def conv_transpose(node: NodeInfo):
         wt = weights.get(w)
         n, c = x.shape[:2]
         xs = x.astype(dt, copy=False).reshape(n, group, c // group, math.prod(x.shape[2:]))
-        cols = np.matmul(wt, xs)  # (N, G, Mg*K, S)
+        cols = _parallel.matmul(wt, xs)  # (N, G, Mg*K, S)
         m = w.shape[1] * group
         cols = cols.reshape(n, m, *ks, *x.shape[2:])
         y = col2im_add(cols, ks, strides, dil, pb, out)

@@ -6,6 +6,7 @@ import ml_dtypes
 import numpy as np
 
 from tessera.provider import FLOAT_TYPES, INT_TYPES, Compute, NodeInfo
+from tessera_cpu import _parallel
 from tessera_cpu.kernels._registry import registry
 
 _FLOATS = FLOAT_TYPES
@@ -43,7 +44,7 @@ def matmul(node: NodeInfo) -> Compute:
             )
         dt = a.dtype
         bw = const_b if const_b is not None else _work(b)
-        y = np.asarray(np.matmul(_work(a), bw))
+        y = np.asarray(_parallel.matmul(_work(a), bw))
         return (y if y.dtype == dt else y.astype(dt),)
 
     return compute
@@ -96,7 +97,7 @@ def gemm(node: NodeInfo) -> Compute:
         aw = aw.T if trans_a else aw
         if aw.shape[1] != bw.shape[0]:
             raise _fail(node, f"inner dimensions differ: A' is {aw.shape}, B' is {bw.shape}")
-        y = np.matmul(aw, bw)
+        y = _parallel.matmul(aw, bw)
         cw = None
         if has_c:
             cw = const_c if const_c is not None else (None if c is None else _work(c))
