@@ -9,6 +9,7 @@ spinning: NumPy releases the GIL inside ``matmul``.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -101,10 +102,10 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         axis_len, split_a = n, False
     else:
         return np.matmul(a, b)
-    out = np.empty(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (m, n), np.result_type(a, b))
+    out = np.empty((*np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), m, n), np.result_type(a, b))
     bounds = np.linspace(0, axis_len, threads + 1).astype(int)
     futures = []
-    for s, e in zip(bounds[:-1], bounds[1:]):
+    for s, e in itertools.pairwise(bounds):
         if split_a:
             futures.append(pool.submit(np.matmul, a[..., s:e, :], b, out[..., s:e, :]))
         else:
