@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from tessera.provider import NodeInfo
 
+from tessera.provider import NodeInfo
 from tessera_cpu.kernels._registry import registry
 
 # Every schema version after the first differs only in the value types it admits.

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from tessera.provider import FLOAT_TYPES, NodeInfo
 
+from tessera.provider import FLOAT_TYPES, NodeInfo
 from tessera_cpu.kernels._registry import registry
 
 _TYPES = {"T": FLOAT_TYPES, "T1": ("tensor(int32)",)}

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from tessera.provider import NodeInfo, np_dtype
 
+from tessera.provider import NodeInfo, np_dtype
 from tessera_cpu.kernels._registry import registry
 
 _POSITION = {"I": ("tensor(int32)", "tensor(int64)")}
