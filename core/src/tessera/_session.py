@@ -13,7 +13,7 @@ import onnx
 import onnx_ir as ir
 
 from tessera import _providers
-from tessera._errors import InvalidArgument
+from tessera._errors import InvalidArgument, InvalidGraph, TesseraError
 from tessera._feeds import InputSpec, input_spec, order_feeds
 from tessera._model import prepare_model
 from tessera._options import ModelMetadata, NodeArg, RunOptions, SessionOptions
@@ -21,6 +21,7 @@ from tessera._plan import Plan, PlanOptions, build_plan
 from tessera._profiling import Profiler
 from tessera._provider import host_array
 from tessera._types import type_string
+from tessera.optimizer import fold_limit, optimize, save_optimized
 
 logger = logging.getLogger("tessera")
 
@@ -79,6 +80,22 @@ class InferenceSession:
         graph = self._model.graph
         opsets = dict(self._model.opset_imports)
         opsets.setdefault("", opsets.get("ai.onnx", 1))
+        try:
+            self._optimization = optimize(
+                self._model,
+                opts.graph_optimization_level,
+                providers=self._providers,
+                max_fold_elements=fold_limit(opts._config),
+            )
+        except TesseraError:
+            raise
+        except Exception as exc:
+            raise InvalidGraph(
+                f"graph optimization failed ({type(exc).__name__}: {exc}); the model may be "
+                "malformed. Set SessionOptions.graph_optimization_level = ORT_DISABLE_ALL to run "
+                "it unoptimized"
+            ) from exc
+        self._log(1, str(self._optimization))
         self._plan: Plan = build_plan(
             graph,
             PlanOptions(
@@ -105,7 +122,7 @@ class InferenceSession:
         self._profiler = Profiler(opts.profile_file_prefix) if opts.enable_profiling else None
         self._log_partition()
         if opts.optimized_model_filepath:
-            ir.save(self._model, opts.optimized_model_filepath)
+            save_optimized(self._model, opts.optimized_model_filepath)
 
     def _log(self, severity: int, message: str) -> None:
         if severity >= self._sess_options.log_severity_level:

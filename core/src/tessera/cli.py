@@ -184,6 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
     _scaffold.add_parser(sub)
     _doctor.add_parser(sub)
 
+    from tessera._bench import add_parser as add_bench_parser
+
+    add_bench_parser(sub)
+
     try:  # the conformance subcommands come with the tessera-conformance distribution
         from tessera_conformance.cli import add_parser
     except ImportError:
