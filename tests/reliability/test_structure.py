@@ -316,12 +316,6 @@ def test_loop_body_reading_the_loops_initial_value_runs():
     np.testing.assert_array_equal(y, 4 * X)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="optimizer/matmul_add.py indexes matmul.outputs[0] and add.inputs[1] without checking "
-    "arity, so a MatMul with no outputs or an Add with one input escapes as IndexError (found by "
-    "tools/fuzz.py); the session should also wrap optimizer errors",
-)
 @pytest.mark.parametrize(
     ("matmul_out", "add_in"),
     [(["h"], ["h"]), ([], ["x", "x"])],

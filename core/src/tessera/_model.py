@@ -258,6 +258,7 @@ def check_structure(proto: onnx.ModelProto, max_depth: int = LOADER_MAX_DEPTH) -
     """Checks on the proto that onnx-ir would otherwise fail on obscurely or expensively: nesting
     deeper than ``max_depth`` and a value written by two nodes (or by a node and an input)."""
     max_depth = min(max_depth, LOADER_MAX_DEPTH)
+    opsets = {("" if o.domain == "ai.onnx" else o.domain): o.version for o in proto.opset_import}
     graphs: list[tuple[onnx.GraphProto, int, str]] = [(proto.graph, 0, "")]
     graphs.extend((g, 1, f"function {f.name!r}/") for f in proto.functions for g in _subgraphs(f))
     while graphs:
@@ -274,6 +275,7 @@ def check_structure(proto: onnx.ModelProto, max_depth: int = LOADER_MAX_DEPTH) -
         writer.update((t.name, "an initializer") for t in graph.initializer if t.name not in writer)
         for index, node in enumerate(graph.node):
             label = f"node {path}{node.name or f'{node.op_type}_{index}'}"
+            _check_arity(node, label, opsets)
             for name in node.output:
                 if not name:
                     continue
@@ -288,6 +290,37 @@ def check_structure(proto: onnx.ModelProto, max_depth: int = LOADER_MAX_DEPTH) -
                 for i, sub in enumerate(_attr_graphs(attr)):
                     suffix = f"[{i}]" if attr.type == onnx.AttributeProto.GRAPHS else ""
                     graphs.append((sub, depth + 1, f"{label[5:]}/{attr.name}{suffix}/"))
+
+
+def _check_arity(node: onnx.NodeProto, label: str, opsets: dict[str, int]) -> None:
+    """A node's input and output counts must fit its schema (MatMul with no output, Add with
+    one input), or kernels and optimizers would meet it as an obscure IndexError."""
+    domain = "" if node.domain == "ai.onnx" else node.domain
+    if domain not in opsets:
+        return
+    try:
+        schema = onnx.defs.get_schema(node.op_type, opsets[domain], domain)
+    except onnx.defs.SchemaError:
+        return  # unknown ops are reported by the capability query, naming the node
+    # As onnx's checker does, an empty name counts: it holds an optional input's place.
+    n_in, n_out = len(node.input), len(node.output)
+    for kind, count, low, high in (
+        ("inputs", n_in, schema.min_input, schema.max_input),
+        ("outputs", n_out, schema.min_output, schema.max_output),
+    ):
+        if not low <= count <= high:
+            bound = (
+                f"{low}"
+                if low == high
+                else f"{low} to {high}"
+                if high < 2**30
+                else f"at least {low}"
+            )
+            raise InvalidGraph(
+                f"node {label[len('node ') :]!r} (op {node.op_type}, opset {opsets[domain]}) "
+                f"has {count} {kind}; "
+                f"its schema takes {bound}"
+            )
 
 
 _ATTR_FIELD = {

@@ -463,7 +463,7 @@ def test_linear_attention_missing_decay_for_gated_rule_is_rejected():
     m = _single(
         "LinearAttention",
         ["q", "k", "v"],
-        ["y"],
+        ["y", "state"],
         {"q_num_heads": 1, "kv_num_heads": 1, "update_rule": "gated"},
         opset=27,
     )
