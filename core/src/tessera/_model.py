@@ -425,6 +425,26 @@ def prepare_model(
         ) from None
 
 
+_LARGE_PAYLOAD = 1 << 20
+
+
+def _detach_large_payloads(proto: onnx.ModelProto) -> dict[str, bytes]:
+    """Remove the raw data of main-graph initializers over 1 MiB, returned by name."""
+    stash: dict[str, bytes] = {}
+    for tensor in proto.graph.initializer:
+        if len(tensor.raw_data) > _LARGE_PAYLOAD and tensor.name not in stash:
+            stash[tensor.name] = tensor.raw_data
+            tensor.ClearField("raw_data")
+    return stash
+
+
+def _reattach_payloads(proto: onnx.ModelProto, stash: dict[str, bytes]) -> None:
+    for tensor in proto.graph.initializer:
+        data = stash.get(tensor.name)
+        if data is not None and not tensor.raw_data:
+            tensor.raw_data = data
+
+
 def _convert(proto: onnx.ModelProto) -> ir.Model:
     if proto.functions:
         try:
@@ -433,12 +453,20 @@ def _convert(proto: onnx.ModelProto) -> ir.Model:
             raise
         except Exception as exc:
             raise InvalidGraph(f"could not inline the model's local functions: {exc}") from exc
+    # Shape inference copies the whole model through C++ and back; weights need not travel with
+    # it (data propagation only reads small shape-like constants), so large payloads wait aside.
+    stash = _detach_large_payloads(proto)
     try:
         proto = onnx.shape_inference.infer_shapes(
             proto, check_type=False, strict_mode=False, data_prop=True
         )
     except Exception:  # noqa: BLE001 - inference is best effort; kernels work without it
-        pass
+        # `proto` may be the caller's own ModelProto: edit a copy from here on.
+        _reattach_payloads(proto, stash)
+        copy = onnx.ModelProto()
+        copy.CopyFrom(proto)
+        proto = copy
+    _reattach_payloads(proto, stash)
     map_types: dict[str, str] = {}
     _strip_map_types(proto.graph, map_types)
     try:

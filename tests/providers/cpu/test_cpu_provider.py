@@ -81,3 +81,16 @@ def test_every_registered_kernel_declares_real_schema_versions():
         if known is not None:
             bogus += [f"{domain or 'ai.onnx'}::{op} v{v}" for v in versions if v not in known]
     assert not bogus, f"kernels registered for versions onnx never defined: {bogus}"
+
+
+def test_blas_threads_zero_leaves_blas_threading_alone(monkeypatch):
+    from tessera_cpu import _parallel
+
+    calls = []
+    monkeypatch.setattr(_parallel, "run_started", lambda: calls.append("start"))
+    monkeypatch.setattr(_parallel, "run_ended", lambda: calls.append("end"))
+    x = {"x": np.eye(4, dtype=np.float32)}
+    tessera.InferenceSession(_model(), providers=[("cpu", {"blas_threads": 0})]).run(None, x)
+    assert calls == []
+    tessera.InferenceSession(_model()).run(None, x)
+    assert calls == ["start", "end"]

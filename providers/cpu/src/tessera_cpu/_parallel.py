@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-_MIN_FLOPS = 4_000_000  # below this, splitting costs more than it saves
+_MIN_FLOPS = 100_000_000  # waking a pool thread costs ~100 us here: split only long products
 _lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 _threads = 1
@@ -39,7 +39,11 @@ def configure(threads: int) -> None:
     with _lock:
         if threads == _threads and (_pool is not None or threads == 1):
             return
-        old, _pool = _pool, (ThreadPoolExecutor(threads, "tessera-cpu") if threads > 1 else None)
+        # The caller computes one block itself, so the pool needs one thread fewer.
+        old, _pool = (
+            _pool,
+            (ThreadPoolExecutor(threads - 1, "tessera-cpu") if threads > 1 else None),
+        )
         _threads = threads
     if old is not None:
         old.shutdown(wait=False)
@@ -104,12 +108,18 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.matmul(a, b)
     out = np.empty((*np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), m, n), np.result_type(a, b))
     bounds = np.linspace(0, axis_len, threads + 1).astype(int)
+    blocks = list(itertools.pairwise(bounds))
     futures = []
-    for s, e in itertools.pairwise(bounds):
+    for s, e in blocks[1:]:
         if split_a:
             futures.append(pool.submit(np.matmul, a[..., s:e, :], b, out[..., s:e, :]))
         else:
             futures.append(pool.submit(np.matmul, a, b[..., s:e], out[..., s:e]))
+    s, e = blocks[0]  # the calling thread takes the first block rather than waiting idle
+    if split_a:
+        np.matmul(a[..., s:e, :], b, out[..., s:e, :])
+    else:
+        np.matmul(a, b[..., s:e], out[..., s:e])
     for f in futures:
         f.result()
     return out
