@@ -55,13 +55,20 @@ def make_feed(model: onnx.ModelProto, batch: int = 1, seed: int = 0) -> dict[str
             else:
                 shape.append(batch if i == 0 else 1)
         dtype = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)
-        if dtype.kind == "f":
-            feed[vi.name] = rng.standard_normal(shape).astype(dtype)
-        elif dtype.kind == "b":
-            feed[vi.name] = rng.integers(0, 2, shape).astype(bool)
-        else:
-            feed[vi.name] = rng.integers(0, 100, shape).astype(dtype)
+        feed[vi.name] = random_tensor(shape, dtype, rng, high=100)
     return feed
+
+
+def random_tensor(shape, dtype: np.dtype, rng: np.random.Generator, high: int = 100) -> np.ndarray:
+    """Random data of ``dtype``: normal floats, random bools, integers in [0, high), "a" strings."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "O":
+        return np.full(shape, "a", dtype=object)
+    if dtype.kind == "f":
+        return rng.standard_normal(shape).astype(dtype)
+    if dtype.kind == "b":
+        return rng.integers(0, 2, shape).astype(bool)
+    return rng.integers(0, high, shape).astype(dtype)
 
 
 def with_free_batch(model: onnx.ModelProto, name: str = "batch") -> onnx.ModelProto:

@@ -15,6 +15,7 @@ def _providers_arg(value: str | None) -> list[str] | None:
 
 
 def _random_feed(session, seed: int = 0) -> dict:
+    from tessera._bench import random_tensor
     from tessera._types import dtype_of_type_string
 
     rng = np.random.default_rng(seed)
@@ -25,15 +26,7 @@ def _random_feed(session, seed: int = 0) -> dict:
                 f"input {arg.name!r} is {arg.type}; pass it with --input {arg.name}=FILE.npy"
             )
         shape = [d if isinstance(d, int) else 1 for d in arg.shape]
-        dtype = dtype_of_type_string(arg.type)
-        if dtype.kind == "O":
-            feed[arg.name] = np.full(shape, "a", dtype=object)
-        elif dtype.kind == "f":
-            feed[arg.name] = rng.standard_normal(shape).astype(dtype)
-        elif dtype.kind == "b":
-            feed[arg.name] = rng.integers(0, 2, shape).astype(bool)
-        else:
-            feed[arg.name] = rng.integers(0, 4, shape).astype(dtype)
+        feed[arg.name] = random_tensor(shape, dtype_of_type_string(arg.type), rng, high=4)
     return feed
 
 
