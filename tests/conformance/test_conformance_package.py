@@ -140,3 +140,16 @@ def test_pytest_plugin_runs_the_suite_for_a_named_provider(tmp_path):
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "2 passed" in run.stdout
+
+
+def test_summary_table_counts_each_status_per_kind(add_cases):
+    from tessera_conformance.cli import summary_table
+
+    results = [
+        (c, run_case(c, "cpu", strict=True))
+        for c in add_cases.values()
+        if c.name.startswith("test_add")
+    ]
+    table = summary_table(build_report("cpu", "0", True, results)).splitlines()
+    assert table[0].split() == ["status", "node", "total"]
+    assert table[1].split() == ["passed", "2", "2"]

@@ -78,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{result.status.upper():7} {name}: {result.reason}")
     if len(failing) > args.show:
         print(f"... and {len(failing) - args.show} more (see --json or --markdown)")
+    print(summary_table(report))
     print(f"{report['provider']} ({report['mode']}): {summary_line(report)}")
     return 1 if report["summary"]["failed"] else 0
 
@@ -94,6 +95,23 @@ def matrix(args: argparse.Namespace) -> int:
     else:
         print(text)
     return 0
+
+
+def summary_table(report: dict) -> str:
+    """Cases per status and per kind (node tests, model tests) as a small text table."""
+    kinds = sorted({d["kind"] for d in report["details"].values()}, key=lambda k: (k != "node", k))
+    rows = [("status", *kinds, "total")]
+    for status in ("passed", "failed", "unsupported", "error", "random"):
+        counts = [
+            sum(1 for d in report["details"].values() if d["kind"] == k and d["status"] == status)
+            for k in kinds
+        ]
+        rows.append((status, *map(str, counts), str(sum(counts))))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
+        for r in rows
+    )
 
 
 def add_parser(sub) -> None:
