@@ -9,21 +9,8 @@ import numpy as np
 
 from tessera.provider import FLOAT_TYPES, INT_TYPES, SIGNED_INT_TYPES, NodeInfo
 from tessera_cpu.kernels._registry import registry
-from tessera_cpu.kernels.elementwise import erf
-
-_FLOAT8 = (
-    "tensor(float8e4m3fn)",
-    "tensor(float8e4m3fnuz)",
-    "tensor(float8e5m2)",
-    "tensor(float8e5m2fnuz)",
-)
-
-
-def _wide(dtype: np.dtype) -> np.dtype:
-    """The dtype math runs in: float32 for float16/bfloat16/float8 (as ORT does), else itself."""
-    if dtype == np.float16 or dtype.kind == "V":
-        return np.dtype(np.float32)
-    return dtype
+from tessera_cpu.kernels.elementwise import FLOAT8_TYPES, erf
+from tessera_cpu.kernels.elementwise import math_dtype as _wide
 
 
 def _float_op(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], tuple]:
@@ -340,7 +327,9 @@ def dropout_legacy(node: NodeInfo):
 
 
 @registry.kernel(
-    "Dropout", since=(12, 13, 22), types={"T": FLOAT_TYPES + _FLOAT8, "T1": FLOAT_TYPES + _FLOAT8}
+    "Dropout",
+    since=(12, 13, 22),
+    types={"T": FLOAT_TYPES + FLOAT8_TYPES, "T1": FLOAT_TYPES + FLOAT8_TYPES},
 )
 def dropout(node: NodeInfo):
     seed = node.attr("seed", None)

@@ -20,7 +20,7 @@ from tessera_cpu.kernels._registry import registry
 _BOOL = ("tensor(bool)",)
 _SIGNED = FLOAT_TYPES + SIGNED_INT_TYPES
 _COMPARABLE = NUMERIC_TYPES + _BOOL + ("tensor(string)",)
-_FLOAT8 = (
+FLOAT8_TYPES = (
     "tensor(float8e4m3fn)",
     "tensor(float8e4m3fnuz)",
     "tensor(float8e5m2)",
@@ -28,7 +28,7 @@ _FLOAT8 = (
 )
 
 
-def _compute_dtype(dtype: np.dtype) -> np.dtype:
+def math_dtype(dtype: np.dtype) -> np.dtype:
     """float32 for float16/bfloat16 transcendental math (as ORT does), else the dtype itself."""
     # ml_dtypes types (bfloat16, float8) have kind "V".
     if dtype == np.float16 or dtype.kind == "V":
@@ -118,7 +118,7 @@ def _in_float32(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray]
     """Wrap a float ufunc so float16/bfloat16 inputs are computed in float32 and rounded back."""
 
     def run(x: np.ndarray) -> np.ndarray:
-        wide = _compute_dtype(x.dtype)
+        wide = math_dtype(x.dtype)
         if wide == x.dtype:
             return fn(x)
         return fn(x.astype(wide)).astype(x.dtype)
@@ -177,7 +177,7 @@ for _op, (_versions, _fn, _types) in _UNARY.items():
     _register_unary(_op, _versions, _fn, _types)
 
 
-@registry.kernel("IsNaN", since=(9, 13, 20), types={"T1": FLOAT_TYPES + _FLOAT8})
+@registry.kernel("IsNaN", since=(9, 13, 20), types={"T1": FLOAT_TYPES + FLOAT8_TYPES})
 def is_nan(node: NodeInfo):
     def compute(x):
         return (np.asarray(np.isnan(x)),)
@@ -185,7 +185,7 @@ def is_nan(node: NodeInfo):
     return compute
 
 
-@registry.kernel("IsInf", since=(10, 20), types={"T1": FLOAT_TYPES + _FLOAT8})
+@registry.kernel("IsInf", since=(10, 20), types={"T1": FLOAT_TYPES + FLOAT8_TYPES})
 def is_inf(node: NodeInfo):
     positive = bool(node.attr("detect_positive", 1))
     negative = bool(node.attr("detect_negative", 1))
@@ -360,7 +360,7 @@ def mod(node: NodeInfo):
             if a.dtype.kind in "iu":
                 return (np.asarray(np.mod(a, b)),)
             # Python-style remainder via NumPy keeps the spec's special cases (sign of B, NaNs).
-            wide = _compute_dtype(a.dtype)
+            wide = math_dtype(a.dtype)
             res = np.mod(a.astype(wide, copy=False), b.astype(wide, copy=False))
             return (np.asarray(res).astype(a.dtype, copy=False),)
 
