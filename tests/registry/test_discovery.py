@@ -184,3 +184,12 @@ def test_loading_the_cpu_entry_point_does_not_import_kernels():
     code = "import sys, tessera_registry; tessera_registry.discover('1.0'); print('tessera_cpu.kernels' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False"
+
+
+def test_factory_without_api_version_is_marked_broken(site):
+    source = GOOD.format(api=API).replace('    api_version = "1.0"\n', "")
+    _make_dist(site, "acme-provider", "acme", "acme_noversion_plugin", source)
+    with pytest.warns(RuntimeWarning):
+        found = tessera_registry.discover(API)
+    assert "acme" not in found.factories
+    assert any("does not declare api_version" in b.reason for b in found.broken)

@@ -160,8 +160,9 @@ class ProviderFactory:
     aliases: tuple[str, ...] = ()
     vendor: str = ""
     version: str = "0"
-    api_version: str = API_VERSION
-    """The provider API this factory was written against (``"1.0"``); always set it."""
+    api_version: str = ""
+    """The provider API this factory was written against (``"1.0"``). Required: a factory that
+    leaves it empty is reported broken, since it cannot promise to work with any core."""
     default_priority: int = 0
     """Higher runs earlier in the claim order. The CPU provider uses -1000 so it comes last."""
     options: Mapping[str, OptionSpec] = {}

@@ -177,6 +177,16 @@ def discover(
                     ValueError(repr(factory)),
                 )
                 continue
+            if not target:
+                fail(
+                    ep_name,
+                    value,
+                    dist,
+                    f"provider {fname!r} does not declare api_version; set it to the provider "
+                    f"API it was written against (this Tessera implements {api_version})",
+                    ValueError("missing api_version"),
+                )
+                continue
             if _api_major(target) != _api_major(api_version):
                 fail(
                     ep_name,
