@@ -33,7 +33,12 @@ def _factory(name: str, provider_cls: type[ExecutionProvider]) -> ProviderFactor
     cls = type(
         f"{name.title()}Factory",
         (ProviderFactory,),
-        {"name": name, "default_priority": 50, "create": lambda self, o: provider_cls(o)},
+        {
+            "name": name,
+            "api_version": "1.0",
+            "default_priority": 50,
+            "create": lambda self, o: provider_cls(o),
+        },
     )
     return cls()
 
