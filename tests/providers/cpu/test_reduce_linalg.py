@@ -2,57 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+
 import ml_dtypes
 import numpy as np
-import onnx
 import pytest
-from onnx import helper, numpy_helper
 
 tessera = pytest.importorskip("tessera")
 ort = pytest.importorskip("onnxruntime")
+from support.single_node import run_single_node, single_node_model  # noqa: E402
 
-
-def _model(op, inputs, attrs=None, *, opset=18, n_out=1, consts=()) -> tuple[onnx.ModelProto, dict]:
-    """A one-node model; ``inputs`` are arrays (None for an omitted input) and ``consts`` the
-    indices of inputs stored as initializers. Returns the model and its feeds."""
-    names, graph_inputs, inits, feeds = [], [], [], {}
-    for i, x in enumerate(inputs):
-        if x is None:
-            names.append("")
-            continue
-        name = f"in{i}"
-        names.append(name)
-        if i in consts:
-            inits.append(numpy_helper.from_array(x, name))
-        else:
-            elem = helper.np_dtype_to_tensor_dtype(x.dtype)
-            graph_inputs.append(helper.make_tensor_value_info(name, elem, x.shape))
-            feeds[name] = x
-    outs = [f"out{j}" for j in range(n_out)]
-    node = helper.make_node(op, names, outs, **(attrs or {}))
-    graph = helper.make_graph(
-        [node], "g", graph_inputs, [onnx.ValueInfoProto(name=o) for o in outs], inits
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = 10
-    inferred = onnx.shape_inference.infer_shapes(model)
-    known = {v.name: v for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
-    for o in model.graph.output:
-        if o.name in known:
-            o.type.CopyFrom(known[o.name].type)
-    return model, feeds
-
-
-def _run(op, inputs, attrs=None, **kw) -> list:
-    model, feeds = _model(op, inputs, attrs, **kw)
-    sess = tessera.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return sess.run(None, feeds)
-
-
-def _ort(op, inputs, attrs=None, **kw) -> list:
-    model, feeds = _model(op, inputs, attrs, **kw)
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return sess.run(None, feeds)
+# Defaults for this file's cases; each call may still pass opset=, n_out=, consts=.
+_model = functools.partial(single_node_model, opset=18)
+_run = functools.partial(run_single_node, tessera, opset=18)
+_ort = functools.partial(run_single_node, ort, opset=18)
 
 
 def _axes(*a) -> np.ndarray:
