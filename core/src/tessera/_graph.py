@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import onnx_ir as ir
 
@@ -73,8 +74,14 @@ def node_implicit_inputs(node: ir.Node) -> list[ir.Value]:
     return out
 
 
-def make_node_info(node: ir.Node, index: int, opsets: Mapping[str, int]) -> NodeInfo:
-    """Describe ``node`` for kernel factories and capability queries."""
+def make_node_info(
+    node: ir.Node,
+    index: int,
+    opsets: Mapping[str, int],
+    constants: Mapping[str, Any] | None = None,
+) -> NodeInfo:
+    """Describe ``node`` for kernel factories and capability queries. ``constants`` maps
+    initializer names to arrays already made (the plan's); others are converted here."""
     domain = "" if node.domain == "ai.onnx" else node.domain
     opset = opsets.get(domain, opsets.get("ai.onnx", 1) if domain == "" else 1)
     if node.version is not None and domain not in opsets:
@@ -83,8 +90,9 @@ def make_node_info(node: ir.Node, index: int, opsets: Mapping[str, int]) -> Node
     for name, attr in node.attributes.items():
         if isinstance(attr, ir.Attr) and not attr.is_ref():
             attrs[name] = attribute_value(attr)
+    known = constants or {}
     consts = {
-        i: v.const_value.numpy()
+        i: known[v.name] if v.name in known else v.const_value.numpy()
         for i, v in enumerate(node.inputs)
         if v is not None and v.const_value is not None and v.is_initializer()
     }

@@ -232,14 +232,18 @@ class _Builder:
         captured_set = set(captured)
         known.update(id(v) for v in implicit_inputs(graph) if v.name in captured_set)
         nodes = _check_order(graph, list(graph), known)
-        infos = {i: make_node_info(n, i, self.options.opsets) for i, n in enumerate(nodes)}
+        # Kernels get the very arrays the run loop passes (read-only, converted once), so they
+        # may test identity; outer initializers a subgraph captures are converted by make_node_info.
+        constants = {
+            v.name: plan.template[self.slot_of[v.name]]
+            for v in graph.initializers.values()
+            if plan.template[self.slot_of[v.name]] is not None
+        }
+        infos = {
+            i: make_node_info(n, i, self.options.opsets, constants) for i, n in enumerate(nodes)
+        }
         for info in infos.values():
             info.max_tensor_bytes = self.options.max_tensor_bytes
-            # The same read-only arrays the run loop passes, so kernels may test identity.
-            for i, name in enumerate(info.inputs):
-                shared = self.plan.template[self.slot_of[name]] if name in self.slot_of else None
-                if i in info.constant_inputs and shared is not None:
-                    info.constant_inputs[i] = shared
             self._check_static_sizes(info)
         result = partition_graph(graph, nodes, infos, self.options.providers, self.options.opsets)
         plan.rejected_claims.extend(result.rejected)
