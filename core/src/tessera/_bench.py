@@ -19,6 +19,9 @@ import onnx
 import onnx.numpy_helper
 
 ENGINES = ("tessera", "onnxruntime", "reference", "openvino")
+# Tessera with an accelerator provider in front of the CPU provider: opt-in, since the suite's
+# defaults compare the CPU provider (``--engines tessera,tessera-opencl,onnxruntime``).
+PROVIDER_ENGINES = {"tessera-opencl": "opencl", "tessera-openvino": "openvino"}
 Runner = Callable[[dict], Any]
 
 
@@ -104,7 +107,9 @@ def with_free_batch(model: onnx.ModelProto, name: str = "batch") -> onnx.ModelPr
 
 
 # -- engines ----------------------------------------------------------------------------------------
-def _tessera(model_bytes: bytes, threads: int, profile_prefix: str = "") -> Runner:
+def _tessera(
+    model_bytes: bytes, threads: int, profile_prefix: str = "", provider: str = ""
+) -> Runner:
     import tessera
 
     opts = tessera.SessionOptions()
@@ -112,7 +117,8 @@ def _tessera(model_bytes: bytes, threads: int, profile_prefix: str = "") -> Runn
     if profile_prefix:
         opts.enable_profiling = True
         opts.profile_file_prefix = profile_prefix
-    session = tessera.InferenceSession(model_bytes, opts, providers=["cpu"])
+    providers = [provider, "cpu"] if provider else ["cpu"]
+    session = tessera.InferenceSession(model_bytes, opts, providers=providers)
     runner = lambda feed: session.run(None, feed)  # noqa: E731
     runner.session = session  # type: ignore[attr-defined]
     return runner
@@ -152,8 +158,16 @@ def _openvino(model_bytes: bytes, threads: int, profile_prefix: str = "") -> Run
         path = os.path.join(tmp, "model.onnx")
         with open(path, "wb") as fh:
             fh.write(model_bytes)
+        # f32 pinned: on CPUs with AVX512_BF16 OpenVINO's default precision is bf16, which
+        # would compare a lower-precision engine against f32 ones.
         compiled = core.compile_model(
-            core.read_model(path), "CPU", {"INFERENCE_NUM_THREADS": threads}
+            core.read_model(path),
+            "CPU",
+            {
+                "INFERENCE_NUM_THREADS": threads,
+                "INFERENCE_PRECISION_HINT": "f32",
+                "PERFORMANCE_HINT": "LATENCY",
+            },
         )
     request = compiled.create_infer_request()
     return lambda feed: list(request.infer(feed).values())
@@ -164,20 +178,37 @@ _FACTORIES: dict[str, Callable[..., Runner]] = {
     "onnxruntime": _onnxruntime,
     "reference": _reference,
     "openvino": _openvino,
+    **{
+        engine: (lambda data, threads, prefix="", _p=provider: _tessera(data, threads, prefix, _p))
+        for engine, provider in PROVIDER_ENGINES.items()
+    },
 }
 
 
 def available_engines(requested: Sequence[str] = ENGINES) -> list[str]:
     """The requested engines whose library is importable (OpenVINO is optional)."""
-    import importlib.util
 
     module = {"onnxruntime": "onnxruntime", "openvino": "openvino", "reference": "onnx"}
-    unknown = sorted(set(requested) - set(ENGINES))
+    known = [*ENGINES, *PROVIDER_ENGINES]
+    unknown = sorted(set(requested) - set(known))
     if unknown:
-        raise ValueError(f"unknown engine(s) {unknown}; choose from {list(ENGINES)}")
-    return [
-        e for e in requested if e == "tessera" or importlib.util.find_spec(module[e]) is not None
-    ]
+        raise ValueError(f"unknown engine(s) {unknown}; choose from {known}")
+    return [e for e in requested if _importable(e, module)]
+
+
+def _importable(engine: str, module: dict[str, str]) -> bool:
+    import importlib.metadata
+    import importlib.util
+
+    if engine == "tessera":
+        return True
+    if engine in PROVIDER_ENGINES:
+        try:
+            importlib.metadata.distribution(f"tessera-{PROVIDER_ENGINES[engine]}")
+        except importlib.metadata.PackageNotFoundError:
+            return False
+        return True
+    return importlib.util.find_spec(module[engine]) is not None
 
 
 def _thread_limit(threads: int):
@@ -347,13 +378,13 @@ def format_table(results: dict[str, EngineResult]) -> str:
     ort = results.get("onnxruntime")
     base = ort.median_ms if ort is not None else None
     lines = [
-        f"{'engine':12} {'median ms':>10} {'min ms':>9} {'runs':>5} {'create s':>9} {'vs ORT':>8}  note"
+        f"{'engine':16} {'median ms':>10} {'min ms':>9} {'runs':>5} {'create s':>9} {'vs ORT':>8}  note"
     ]
     for r in results.values():
         med = r.median_ms
         ratio = f"{med / base:8.2f}" if med is not None and base else f"{'-':>8}"
         lines.append(
-            f"{r.engine:12} {med if med is not None else float('nan'):10.2f} "
+            f"{r.engine:16} {med if med is not None else float('nan'):10.2f} "
             f"{min(r.times_ms) if r.times_ms else float('nan'):9.2f} {len(r.times_ms):5d} "
             f"{r.create_s if r.create_s is not None else float('nan'):9.2f} {ratio}  "
             + (r.error or (f"max|diff| {r.max_abs_diff:.2e}" if r.max_abs_diff is not None else ""))
