@@ -18,9 +18,17 @@ def explain(session) -> str:
             lines.append(f"  {name}: {counts[name]} node(s)")
     if kinds.get("compiled"):
         lines.append(f"  compiled partitions: {kinds['compiled']}")
+    infos = {info.label: info for info in plan.step_info}
+    if plan.fused:
+        replaced = sum(len(parts) for parts in plan.fused.values())
+        lines.append(f"fused by providers: {replaced} node(s) into {len(plan.fused)} kernel(s)")
+        for name, parts in list(plan.fused.items())[:20]:
+            op = infos[name].op_type if name in infos else "?"
+            lines.append(f"  - {name} ({op}): " + " + ".join(parts))
+        if len(plan.fused) > 20:
+            lines.append(f"  ... and {len(plan.fused) - 20} more")
     if plan.declined:
         lines.append(f"fell back to {session.get_providers()[-1]}:")
-        infos = {info.label: info for info in plan.step_info}
         for name, reasons in list(plan.declined.items())[:50]:
             op = infos[name].op_type if name in infos else "?"
             lines.append(f"  - {name} ({op}): " + "; ".join(reasons))

@@ -66,6 +66,8 @@ class NodeInfo:
     graph: Any = dataclasses.field(default=None, repr=False)
     # Values known at creation (initializers and constants), by input position.
     constant_inputs: dict[int, Any] = dataclasses.field(default_factory=dict, repr=False)
+    # For a node a provider's fusion made: the names of the nodes it replaced.
+    fused_from: tuple[str, ...] = ()
 
     @property
     def num_inputs(self) -> int:

@@ -23,6 +23,7 @@ from tessera._errors import (
     TesseraError,
 )
 from tessera._extract import boundary
+from tessera._fusion import apply_fusions
 from tessera._graph import implicit_inputs, make_node_info, node_reads
 from tessera._kernels import DEFAULT_MAX_TENSOR_BYTES, NodeInfo
 from tessera._partition import Partition, partition_graph, unclaimed_error
@@ -50,6 +51,7 @@ class PlanOptions:
     fallback_disabled: bool = False
     max_depth: int = 64
     max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES
+    fuse: bool = False  # ask providers for fusions (ORT_ENABLE_EXTENDED and above)
 
 
 class _ShortResult(Exception):
@@ -73,6 +75,7 @@ class Plan:
         self.claims: dict[str, str] = {}
         self.rejected_claims: list[str] = []
         self.declined: dict[str, list[str]] = {}
+        self.fused: dict[str, tuple[str, ...]] = {}  # fused node -> the nodes it replaced
         self.transfers: int = 0
         self.run_start_hooks: list[Callable[[], None]] = []
         self.run_end_hooks: list[Callable[[], None]] = []
@@ -252,7 +255,12 @@ class _Builder:
                 infos, result, self.options.providers, self.options.fallback_disabled
             )
         self._record_declines(infos, result.owner)
-        for part in self._ordered(nodes, result.owner):
+        rank: dict[int, int] = {}
+        if self.options.fuse and self.depth == 0:
+            before = len(result.rejected)
+            rank = apply_fusions(graph, nodes, infos, result, self._node_info(constants))
+            plan.rejected_claims.extend(result.rejected[before:])
+        for part in self._ordered(nodes, result.owner, rank):
             self._emit(
                 part,
                 [infos[k] for k in part.claim.nodes],
@@ -265,6 +273,14 @@ class _Builder:
             plan.output_slots.append(self._on_device(self.slot_of[v.name], HOST, None))
         self._plan_frees()
         return plan
+
+    def _node_info(self, constants: Mapping[str, Any]) -> Callable[[ir.Node, int], NodeInfo]:
+        def make(node: ir.Node, key: int) -> NodeInfo:
+            info = make_node_info(node, key, self.options.opsets, constants)
+            info.max_tensor_bytes = self.options.max_tensor_bytes
+            return info
+
+        return make
 
     def _check_static_sizes(self, info: NodeInfo) -> None:
         """Refuse, at creation, an output whose inferred static shape exceeds the size limit."""
@@ -294,18 +310,22 @@ class _Builder:
                     f"{p.name}: {p.decline_reason(info)}" for p in providers[:-1]
                 ]
 
-    def _ordered(self, nodes: list[ir.Node], owner: dict[int, Partition]) -> list[Partition]:
-        """Partitions in a topological order (Kahn, by first node index)."""
-        producer = {id(v): i for i, n in enumerate(nodes) for v in n.outputs}
+    def _ordered(
+        self, nodes: list[ir.Node], owner: dict[int, Partition], rank: Mapping[int, int]
+    ) -> list[Partition]:
+        """Partitions in a topological order (Kahn, by first node position; a fused node takes
+        the position ``rank`` gives it)."""
+        producer = {id(v): i for i in owner for v in nodes[i].outputs}
         parts: dict[int, Partition] = {}
         first: dict[int, int] = {}
         for k, part in owner.items():
             parts[id(part)] = part
-            first[id(part)] = min(first.get(id(part), k), k)
+            position = rank.get(k, k)
+            first[id(part)] = min(first.get(id(part), position), position)
         deps: dict[int, set[int]] = {pid: set() for pid in parts}
-        for j, node in enumerate(nodes):
+        for j in owner:
             pj = id(owner[j])
-            for v in node_reads(node):
+            for v in node_reads(nodes[j]):
                 i = producer.get(id(v))
                 if i is not None and id(owner[i]) != pj:
                     deps[pj].add(id(owner[i]))
@@ -423,6 +443,11 @@ class _Builder:
         for i in infos:
             self.plan.assignments[self.prefix + i.name] = provider.name
             self.plan.claims[self.prefix + i.name] = part.claim.kind
+            if i.fused_from:
+                self.plan.fused[self.prefix + i.name] = i.fused_from
+                for name in i.fused_from:
+                    self.plan.assignments[self.prefix + name] = provider.name
+                    self.plan.claims[self.prefix + name] = "fused"
         for hook, hooks in (
             (provider.on_run_start, self.plan.run_start_hooks),
             (provider.on_run_end, self.plan.run_end_hooks),

@@ -13,9 +13,10 @@ from typing import Any, Literal
 
 import numpy as np
 
+from tessera._fusion import Fusion
 from tessera._kernels import Compute, KernelDef, KernelRegistry, NodeInfo
 
-API_VERSION = "1.0"
+API_VERSION = "1.1"
 """The provider API version this core implements. A factory declares the version it targets in
 ``ProviderFactory.api_version``; the major numbers must match."""
 
@@ -129,6 +130,14 @@ class ExecutionProvider:
                 f"provider {self.name!r} made a kernel claim but has no `registry`"
             )
         return self.registry.build(node)
+
+    def fuse(self, view: GraphView) -> Sequence[Fusion]:
+        """Fusions over this provider's kernel claims, asked once per session after
+        partitioning (at ``ORT_ENABLE_EXTENDED`` and above). ``view`` holds only the nodes this
+        provider claimed as kernels, with the whole graph for looking at consumers. Each
+        :class:`~tessera.provider.Fusion` replaces a chain of them by one node of the provider's
+        own domain, which its registry must have a kernel for. The default fuses nothing."""
+        return []
 
     def compile(self, subgraph: CompiledSubgraph) -> Callable[..., Sequence[Any]]:
         """Compile a ``kind="compiled"`` claim into ``fn(*inputs) -> outputs``."""

@@ -16,7 +16,13 @@ from tessera import _providers
 from tessera._errors import InvalidArgument, InvalidGraph, TesseraError
 from tessera._feeds import InputSpec, input_spec, order_feeds
 from tessera._model import prepare_model
-from tessera._options import ModelMetadata, NodeArg, RunOptions, SessionOptions
+from tessera._options import (
+    GraphOptimizationLevel,
+    ModelMetadata,
+    NodeArg,
+    RunOptions,
+    SessionOptions,
+)
 from tessera._plan import Plan, PlanOptions, build_plan
 from tessera._profiling import Profiler
 from tessera._provider import host_array
@@ -104,6 +110,7 @@ class InferenceSession:
                 opts.fallback_disabled,
                 opts.max_subgraph_depth,
                 opts.max_tensor_bytes,
+                fuse=opts.graph_optimization_level >= GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
             ),
         )
         initializer_names = set(graph.initializers)

@@ -8,6 +8,7 @@ A provider package imports only from here (and ``tessera`` for errors)::
 from __future__ import annotations
 
 from tessera._errors import NoKernelError
+from tessera._fusion import Fusion
 from tessera._graph import make_node_info as node_info
 from tessera._kernels import Compute, KernelDef, KernelRegistry, NodeInfo, schema_version
 from tessera._provider import (
@@ -43,6 +44,7 @@ __all__ = [
     "CompiledSubgraph",
     "Compute",
     "ExecutionProvider",
+    "Fusion",
     "GraphView",
     "KernelDef",
     "KernelRegistry",
