@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tessera.provider import ExecutionProvider, OptionSpec, ProviderFactory
+from tessera.provider import ExecutionProvider, Fusion, GraphView, OptionSpec, ProviderFactory
 from tessera_cpu import __version__, _parallel
 
 
@@ -23,6 +23,11 @@ class CPUExecutionProvider(ExecutionProvider):
         _parallel.configure(int(self.options.get("intra_op_num_threads") or 0))
         self._pin_blas = int(self.options.get("blas_threads", 1)) == 1
 
+    def fuse(self, view: GraphView) -> list[Fusion]:
+        from tessera_cpu._fusion import conv_fusions
+
+        return conv_fusions(view)
+
     def on_run_start(self) -> None:
         if self._pin_blas:
             _parallel.run_started()
@@ -37,7 +42,7 @@ class CPUProviderFactory(ProviderFactory):
     aliases = ("CPUExecutionProvider",)
     vendor = "Tessera"
     version = __version__
-    api_version = "1.0"
+    api_version = "1.1"  # uses ExecutionProvider.fuse
     default_priority = -1000
     distribution = "tessera-cpu"
     options = {

@@ -123,3 +123,26 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     for f in futures:
         f.result()
     return out
+
+
+def threads() -> int:
+    """The number of threads a kernel may split its work into (the pool plus the caller)."""
+    return _threads if _pool is not None else 1
+
+
+def run_chunks(count: int, fn, *, parallel: bool = True) -> None:
+    """Call ``fn(start, stop)`` over contiguous chunks of ``range(count)``, one chunk per thread;
+    the calling thread takes the first. Kernels use it for work whose chunks release the GIL
+    (BLAS calls, large NumPy loops) and that is long enough to pay for waking the pool."""
+    pool, n = _pool, _threads
+    if pool is None or not parallel or count < 2 or n < 2:
+        fn(0, count)
+        return
+    n = min(n, count)
+    bounds = [count * i // n for i in range(n + 1)]
+    futures = [pool.submit(fn, bounds[i], bounds[i + 1]) for i in range(1, n)]
+    try:
+        fn(bounds[0], bounds[1])
+    finally:
+        for f in futures:
+            f.result()

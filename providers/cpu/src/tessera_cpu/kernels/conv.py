@@ -10,6 +10,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from tessera.provider import FLOAT_TYPES, NUMERIC_TYPES, NodeInfo
 from tessera_cpu import _parallel
+from tessera_cpu.kernels import _conv2d
 from tessera_cpu.kernels._registry import registry
 
 _AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
@@ -226,8 +227,9 @@ def _prepare_weight(w: np.ndarray, group: int, dt) -> np.ndarray:
     return np.ascontiguousarray(w.reshape(group, w.shape[0] // group, -1).astype(dt, copy=False))
 
 
-@registry.kernel("Conv", since=(1, 11, 22), types={"T": FLOAT_TYPES})
-def conv(node: NodeInfo):
+def _conv_kernel(node: NodeInfo, activation=None):
+    """Conv, and FusedConv's ``act(Conv(X, W, B) + Z)``: 2-D inputs go through
+    :class:`~tessera_cpu.kernels._conv2d.Conv2D`, other ranks through batched GEMMs."""
     attrs = window_attrs(node)
     group = int(node.attr("group", 1))
     unit_strides = all(int(s) == 1 for s in (attrs[1] or [1]))
@@ -242,26 +244,107 @@ def conv(node: NodeInfo):
         return _shift_weight(w, group, dt) if shifted(w) else _prepare_weight(w, group, dt)
 
     weights = WeightCache(prepare)
+    biases = WeightCache(lambda b: b.astype(compute_dtype(b.dtype)).reshape(-1))
     plans: dict = {}
+    engines: dict = {}  # (x shape, w shape) -> Conv2D, for read-only (initializer) weights
+    engine_weight: list = [None]
 
-    def compute(x, w, b=None):
+    def engine(x_shape, w, geometry) -> _conv2d.Conv2D:
+        if w.flags.writeable or engine_weight[0] is not w:
+            engines.clear()
+            engine_weight[0] = None if w.flags.writeable else w
+        key = (x_shape, w.shape)
+        eng = engines.get(key)
+        if eng is None:
+            ks, strides, dil, pb, pe, out = geometry
+            wc = w.astype(compute_dtype(w.dtype), copy=False)
+            eng = _conv2d.Conv2D(wc, group, x_shape, ks, strides, dil, pb, pe, out)
+            if not w.flags.writeable:
+                engines[key] = eng
+        return eng
+
+    def compute(x, w, b=None, z=None):
         dt = compute_dtype(x.dtype)
         plan = plans.get(w.shape)
         if plan is None:
             plan = plans[w.shape] = _ConvPlan(node, w.shape, attrs, group)
-        ks, strides, dil, pb, pe, out = plan(x.shape)
-        w2 = weights.get(w)
+        geometry = plan(x.shape)
+        ks, strides, dil, pb, pe, out = geometry
+        m = w.shape[0]
+        bias = biases.get(b) if b is not None else None
+        if bias is not None and bias.shape != (m,):
+            raise ValueError(
+                f"{node.describe()}: bias of shape {b.shape} does not match {m} output channels"
+            )
+        y_shape = (x.shape[0], m, *out)
+        zc = None
+        if z is not None and z.shape == y_shape:
+            zc = z.astype(dt, copy=False)
+        late = z is not None and zc is None  # a broadcasting Z is added after the whole output
+        epi = _conv2d.Epilogue(bias, None if late else activation)
         xc = x.astype(dt, copy=False)
-        if shifted(w) and math.prod(out) > 0:
-            y = _conv_shifted(xc, w2, group, ks, dil, pb, pe, out)
+        if x.ndim == 4 and math.prod(out) > 0:
+            y = engine(x.shape, w, geometry)(xc, epi, zc)
         else:
-            # Depthwise and grouped convs take the same path: one batched GEMM over (N, G).
-            y = _conv_forward(xc, w2, group, ks, strides, dil, pb, pe, out)
-        if b is not None:
-            y += b.astype(dt, copy=False).reshape(1, -1, 1)
-        return (y.reshape(x.shape[0], w.shape[0], *out).astype(x.dtype, copy=False),)
+            w2 = weights.get(w)
+            if shifted(w) and math.prod(out) > 0:
+                y = _conv_shifted(xc, w2, group, ks, dil, pb, pe, out)
+            else:
+                # Depthwise and grouped convs take the same path: one batched GEMM over (N, G).
+                y = _conv_forward(xc, w2, group, ks, strides, dil, pb, pe, out)
+            y = y.reshape(y_shape)
+            for i in range(y.shape[0]):
+                epi.apply(y[i].reshape(m, -1), 0, m, None if zc is None else zc[i].reshape(m, -1))
+        if late:
+            try:
+                y = np.add(y, z.astype(dt, copy=False))
+            except ValueError:
+                raise ValueError(
+                    f"{node.describe()}: Z of shape {z.shape} does not broadcast to the "
+                    f"convolution's output {y_shape}"
+                ) from None
+            if activation is not None:
+                activation(y)
+        return (y.reshape(y.shape if late else y_shape).astype(x.dtype, copy=False),)
 
     return compute
+
+
+@registry.kernel("Conv", since=(1, 11, 22), types={"T": FLOAT_TYPES})
+def conv(node: NodeInfo):
+    return _conv_kernel(node)
+
+
+FUSED_DOMAIN = "ai.tessera.cpu"
+# FusedConv's activations: name -> (parameter count, in-place function factory).
+ACTIVATIONS = {
+    "": (0, lambda: None),
+    "Relu": (0, lambda: _conv2d.relu),
+    "LeakyRelu": (1, _conv2d.leaky_relu),
+    "Clip": (2, _conv2d.clip),  # (min, max); -inf / inf where the Clip had none
+}
+
+
+@registry.kernel(
+    "FusedConv", domain=FUSED_DOMAIN, since=1, types={0: ("tensor(float)", "tensor(double)")}
+)
+def fused_conv(node: NodeInfo):
+    """``activation(Conv(X, W, B) + Z)``: the CPU provider's fusion of a Conv with the Add and
+    the activation after it (inputs X, W, optional B and Z; Conv's attributes plus
+    ``activation`` and ``activation_params``, as onnxruntime's com.microsoft FusedConv)."""
+    name = node.attr("activation", "") or ""
+    params = [float(p) for p in (node.attr("activation_params", None) or [])]
+    if name not in ACTIVATIONS:
+        raise ValueError(
+            f"{node.describe()}: activation {name!r} is not one of {sorted(ACTIVATIONS)}"
+        )
+    count, make = ACTIVATIONS[name]
+    if len(params) != count:
+        raise ValueError(
+            f"{node.describe()}: activation {name or 'none'} takes {count} activation_params, "
+            f"got {params}"
+        )
+    return _conv_kernel(node, make(*params))
 
 
 def col2im_add(cols: np.ndarray, ks, strides, dil, pb, out_sp) -> np.ndarray:

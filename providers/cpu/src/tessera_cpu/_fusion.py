@@ -1,0 +1,95 @@
+"""The CPU provider's fusions (asked by the core after partitioning, see ExecutionProvider.fuse).
+
+``Conv [-> Add/Sum(residual)] [-> Relu | LeakyRelu | Clip]`` becomes one
+``ai.tessera.cpu::FusedConv``: the bias, the residual and the activation are applied to each
+block of the convolution's output while it is in cache, instead of three more passes over the
+whole tensor. Only float32/float64 chains fuse: a float16 chain rounds between its nodes, and
+the fused kernel would not.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import onnx_ir as ir
+
+from tessera.provider import Fusion, GraphView
+from tessera_cpu.kernels.conv import ACTIVATIONS, FUSED_DOMAIN
+
+_FLOATS = ("tensor(float)", "tensor(double)")
+
+
+def _single_user(value: ir.Value, keys: dict[int, int]) -> int | None:
+    """The key of the one claimed node reading ``value`` once; None otherwise."""
+    if value.is_graph_output():
+        return None
+    uses = list(value.uses())
+    if len(uses) != 1:
+        return None
+    return keys.get(id(uses[0][0]))
+
+
+def _activation(view: GraphView, key: int) -> tuple[str, list[float]] | None:
+    """(name, params) when node ``key`` is an activation FusedConv can apply."""
+    info = view.nodes[key]
+    if info.domain or info.op_type not in ACTIVATIONS:
+        return None
+    if info.op_type == "LeakyRelu":
+        return "LeakyRelu", [float(info.attr("alpha", 0.01))]
+    if info.op_type == "Clip":
+        if info.opset < 11:  # min and max were attributes before opset 11
+            bounds = [info.attr("min", None), info.attr("max", None)]
+        else:
+            bounds = []
+            for i in (1, 2):
+                if not info.has_input(i):
+                    bounds.append(None)
+                    continue
+                value = info.constant_inputs.get(i)
+                if value is None or getattr(value, "size", 0) != 1:
+                    return None  # a bound known only at run time
+                bounds.append(float(value.reshape(())))
+        lo, hi = bounds
+        return "Clip", [
+            -math.inf if lo is None else float(lo),
+            math.inf if hi is None else float(hi),
+        ]
+    return info.op_type, []
+
+
+def conv_fusions(view: GraphView) -> list[Fusion]:
+    keys = {id(node): k for k, node in view.ir_nodes.items()}
+    fusions: list[Fusion] = []
+    taken: set[int] = set()
+    for k, info in view.nodes.items():
+        if info.op_type != "Conv" or info.domain or info.output_types[0] not in _FLOATS:
+            continue
+        conv = view.ir_nodes[k]
+        group = [k]
+        z = ""
+        nxt = _single_user(conv.outputs[0], keys)
+        if (
+            nxt is not None
+            and view.nodes[nxt].op_type in ("Add", "Sum")
+            and not view.nodes[nxt].domain
+        ):
+            add = view.ir_nodes[nxt]
+            others = [v for v in add.inputs if v is not conv.outputs[0]]
+            if len(add.inputs) == 2 and len(others) == 1 and others[0] is not None:
+                group.append(nxt)
+                z = others[0].name
+                nxt = _single_user(add.outputs[0], keys)
+        act = _activation(view, nxt) if nxt is not None else None
+        if act is not None:
+            group.append(nxt)
+        if len(group) == 1 or taken.intersection(group):
+            continue  # two convolutions feeding one Add: the first one takes it
+        taken.update(group)
+        attrs: dict[str, Any] = dict(conv.attributes)
+        attrs["activation"] = act[0] if act else ""
+        if act and act[1]:
+            attrs["activation_params"] = act[1]
+        inputs = [v.name if v is not None else "" for v in conv.inputs] + ["", ""]
+        fusions.append(Fusion(tuple(group), "FusedConv", FUSED_DOMAIN, (*inputs[:3], z), attrs))
+    return fusions
