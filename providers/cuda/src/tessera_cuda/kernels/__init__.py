@@ -1,0 +1,15 @@
+"""Kernels by family; importing this package registers every kernel in ``registry``."""
+
+from __future__ import annotations
+
+from tessera_cuda.kernels import (  # noqa: F401 - imported for their registrations
+    conv,
+    elementwise,
+    linalg,
+    reduce,
+    resize,
+    shape,
+)
+from tessera_cuda.kernels._registry import CHECKS, HOST_INPUTS, registry
+
+__all__ = ["CHECKS", "HOST_INPUTS", "registry"]
