@@ -145,6 +145,8 @@ def test_profiling_writes_chrome_trace_with_provider_and_shapes(tmp_path):
     opts = tessera.SessionOptions()
     opts.enable_profiling = True
     opts.profile_file_prefix = str(tmp_path / "prof")
+    # Below ORT_ENABLE_EXTENDED nothing is fused, so every node has its own event.
+    opts.graph_optimization_level = tessera.GraphOptimizationLevel.ORT_ENABLE_BASIC
     sess = tessera.InferenceSession(_affine_model(), opts)
     sess.run(None, {"x": np.ones((2, 3), np.float32), "b": np.ones(4, np.float32)})
     path = sess.end_profiling()

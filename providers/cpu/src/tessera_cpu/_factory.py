@@ -24,9 +24,9 @@ class CPUExecutionProvider(ExecutionProvider):
         self._pin_blas = int(self.options.get("blas_threads", 1)) == 1
 
     def fuse(self, view: GraphView) -> list[Fusion]:
-        from tessera_cpu._fusion import conv_fusions
+        from tessera_cpu._fusion import fusions
 
-        return conv_fusions(view)
+        return fusions(view)
 
     def on_run_start(self) -> None:
         if self._pin_blas:

@@ -1,10 +1,12 @@
 """The CPU provider's fusions (asked by the core after partitioning, see ExecutionProvider.fuse).
 
-``Conv [-> Add/Sum(residual)] [-> Relu | LeakyRelu | Clip]`` becomes one
-``ai.tessera.cpu::FusedConv``: the bias, the residual and the activation are applied to each
-block of the convolution's output while it is in cache, instead of three more passes over the
-whole tensor. Only float32/float64 chains fuse: a float16 chain rounds between its nodes, and
-the fused kernel would not.
+- ``Conv [-> Add/Sum(residual)] [-> Relu | LeakyRelu | Clip]`` becomes ``ai.tessera.cpu::FusedConv``;
+- ``MatMul [-> Add(bias of shape (N,))] [-> Add(residual)] [-> elementwise activation]`` becomes
+  ``ai.tessera.cpu::FusedMatMul``.
+
+The bias, the residual and the activation are applied to each block of the product while it is in
+cache, instead of more passes over the whole tensor. Only float32/float64 chains fuse: a float16
+chain rounds between its nodes, and the fused kernel would not.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 import onnx_ir as ir
 
 from tessera.provider import Fusion, GraphView
+from tessera_cpu.kernels import _fused_activation
 from tessera_cpu.kernels.conv import ACTIVATIONS, FUSED_DOMAIN
 
 _FLOATS = ("tensor(float)", "tensor(double)")
@@ -58,10 +61,92 @@ def _activation(view: GraphView, key: int) -> tuple[str, list[float]] | None:
     return info.op_type, []
 
 
-def conv_fusions(view: GraphView) -> list[Fusion]:
+def fusions(view: GraphView) -> list[Fusion]:
+    """Every FusedConv and FusedMatMul chain among the provider's kernel claims."""
     keys = {id(node): k for k, node in view.ir_nodes.items()}
-    fusions: list[Fusion] = []
     taken: set[int] = set()
+    found = conv_fusions(view, keys, taken)
+    for k, info in view.nodes.items():
+        if info.op_type == "MatMul" and not info.domain and info.output_types[0] in _FLOATS:
+            fusion = _matmul_chain(view, keys, k)
+            if fusion is not None and not taken.intersection(fusion.nodes):
+                taken.update(fusion.nodes)
+                found.append(fusion)
+    return found
+
+
+def _other_input(node: ir.Node, value: ir.Value) -> ir.Value | None:
+    """The input of a two-input ``node`` that is not ``value`` (None if both are, or absent)."""
+    others = [v for v in node.inputs if v is not value]
+    return others[0] if len(node.inputs) == 2 and len(others) == 1 else None
+
+
+def _matmul_chain(view: GraphView, keys: dict[int, int], k: int) -> Fusion | None:
+    info = view.nodes[k]
+    a_shape, b_shape = info.input_shapes[0], info.input_shapes[1]
+    if a_shape is None or b_shape is None or len(a_shape) < 2 or len(b_shape) != 2:
+        return None
+    n = b_shape[1]
+    mm = view.ir_nodes[k]
+    group, bias, z = [k], "", ""
+    value = mm.outputs[0]
+    nxt = _single_user(value, keys)
+    if nxt is not None and view.nodes[nxt].op_type == "Add" and not view.nodes[nxt].domain:
+        other = _other_input(view.ir_nodes[nxt], value)
+        if other is not None and isinstance(n, int) and _shape_of(other) == (n,):
+            group.append(nxt)
+            bias = other.name
+            value = view.ir_nodes[nxt].outputs[0]
+            nxt = _single_user(value, keys)
+    if nxt is not None and view.nodes[nxt].op_type == "Add" and not view.nodes[nxt].domain:
+        other = _other_input(view.ir_nodes[nxt], value)
+        if other is not None:
+            group.append(nxt)
+            z = other.name
+            value = view.ir_nodes[nxt].outputs[0]
+            nxt = _single_user(value, keys)
+    attrs: dict[str, Any] = {}
+    act = _elementwise_activation(view, nxt) if nxt is not None else None
+    if act is not None:
+        group.append(nxt)
+        attrs = act
+    if len(group) == 1:
+        return None
+    return Fusion(
+        tuple(group),
+        "FusedMatMul",
+        FUSED_DOMAIN,
+        (mm.inputs[0].name, mm.inputs[1].name, bias, z),
+        attrs,
+    )
+
+
+def _shape_of(value: ir.Value) -> tuple | None:
+    shape = value.shape
+    if shape is None:
+        return None
+    dims = tuple(shape)
+    return dims if all(isinstance(d, int) for d in dims) else None
+
+
+def _elementwise_activation(view: GraphView, key: int) -> dict | None:
+    """The FusedMatMul attributes for activation node ``key``, or None if it cannot fuse."""
+    info = view.nodes[key]
+    if info.domain or info.op_type not in _fused_activation.ELEMENTWISE:
+        return None
+    if info.op_type == "Clip":
+        clip = _activation(view, key)
+        if clip is None:
+            return None
+        lo, hi = clip[1]
+        return {"activation": "Clip", "activation_min": lo, "activation_max": hi}
+    if len(info.inputs) != 1:
+        return None
+    return _fused_activation.activation_attributes(info.op_type, info.opset, info.attrs)
+
+
+def conv_fusions(view: GraphView, keys: dict[int, int], taken: set[int]) -> list[Fusion]:
+    fusions: list[Fusion] = []
     for k, info in view.nodes.items():
         if info.op_type != "Conv" or info.domain or info.output_types[0] not in _FLOATS:
             continue

@@ -88,40 +88,53 @@ def run_ended() -> None:
         _saved_blas.clear()
 
 
-def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``np.matmul(a, b)``, split into row blocks of ``a`` across the pool when it is large."""
+def matmul(a: np.ndarray, b: np.ndarray, epilogue=None) -> np.ndarray:
+    """``np.matmul(a, b)``, split into row blocks of ``a`` (or column blocks of ``b``) across the
+    pool when it is large. ``epilogue(block, index)``, when given, is called on each block of the
+    result (``index`` is the block's index into the result) by the thread that computed it, while
+    the block is still in cache."""
     pool, threads = _pool, _threads
     if pool is None or a.ndim < 2 or b.ndim < 2:
-        return np.matmul(a, b)
+        return _whole(a, b, epilogue)
     m, k = a.shape[-2:]
     n = b.shape[-1]
     batch = max(
         int(np.prod(a.shape[:-2], dtype=np.int64)), int(np.prod(b.shape[:-2], dtype=np.int64))
     )
     if 2 * m * n * k * batch < _MIN_FLOPS:
-        return np.matmul(a, b)
+        return _whole(a, b, epilogue)
     if m >= 2 * threads:
         axis_len, split_a = m, True
     elif n >= 2 * threads:
         axis_len, split_a = n, False
     else:
-        return np.matmul(a, b)
+        return _whole(a, b, epilogue)
     out = np.empty((*np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), m, n), np.result_type(a, b))
     bounds = np.linspace(0, axis_len, threads + 1).astype(int)
-    blocks = list(itertools.pairwise(bounds))
-    futures = []
-    for s, e in blocks[1:]:
+
+    def block(s: int, e: int) -> None:
         if split_a:
-            futures.append(pool.submit(np.matmul, a[..., s:e, :], b, out[..., s:e, :]))
+            index = (Ellipsis, slice(s, e), slice(None))
+            np.matmul(a[..., s:e, :], b, out[index])
         else:
-            futures.append(pool.submit(np.matmul, a, b[..., s:e], out[..., s:e]))
-    s, e = blocks[0]  # the calling thread takes the first block rather than waiting idle
-    if split_a:
-        np.matmul(a[..., s:e, :], b, out[..., s:e, :])
-    else:
-        np.matmul(a, b[..., s:e], out[..., s:e])
-    for f in futures:
-        f.result()
+            index = (Ellipsis, slice(s, e))
+            np.matmul(a, b[..., s:e], out[index])
+        if epilogue is not None:
+            epilogue(out[index], index)
+
+    futures = [pool.submit(block, s, e) for s, e in itertools.pairwise(bounds[1:])]
+    try:
+        block(bounds[0], bounds[1])  # the calling thread takes the first block
+    finally:
+        for f in futures:
+            f.result()
+    return out
+
+
+def _whole(a: np.ndarray, b: np.ndarray, epilogue) -> np.ndarray:
+    out = np.matmul(a, b)
+    if epilogue is not None and isinstance(out, np.ndarray) and out.ndim >= 1:
+        epilogue(out, (Ellipsis,))
     return out
 
 

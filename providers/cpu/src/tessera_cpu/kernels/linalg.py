@@ -7,6 +7,7 @@ import numpy as np
 
 from tessera.provider import FLOAT_TYPES, INT_TYPES, Compute, NodeInfo
 from tessera_cpu import _parallel
+from tessera_cpu.kernels import _fused_activation
 from tessera_cpu.kernels._registry import registry
 
 _FLOATS = FLOAT_TYPES
@@ -55,6 +56,54 @@ def _add_c(node: NodeInfo, y: np.ndarray, c: np.ndarray) -> np.ndarray:
         return np.add(y, c, out=y)
     except ValueError:
         raise _fail(node, f"C of shape {c.shape} does not broadcast to {y.shape}") from None
+
+
+FUSED_DOMAIN = "ai.tessera.cpu"
+
+
+@registry.kernel(
+    "FusedMatMul", domain=FUSED_DOMAIN, since=1, types={0: ("tensor(float)", "tensor(double)")}
+)
+def fused_matmul(node: NodeInfo) -> Compute:
+    """``activation(MatMul(A, B) + bias + Z)``: the CPU provider's fusion of a MatMul with the
+    bias Add, residual Add and elementwise activation after it (inputs A, B, optional bias of
+    shape (N,) and Z; the activation as in :mod:`tessera_cpu.kernels._fused_activation`). Each
+    thread applies them to the block of the product it computed."""
+    activation = _fused_activation.build(node)
+    const_b = node.constant_inputs.get(1)
+    if const_b is not None:
+        const_b = np.ascontiguousarray(const_b)
+
+    def compute(a, b, bias=None, z=None):
+        bw = const_b if const_b is not None else b
+        if a.ndim < 2 or bw.ndim < 2:
+            raise _fail(node, f"A and B must have rank >= 2, got shapes {a.shape} and {bw.shape}")
+        if a.shape[-1] != bw.shape[-2]:
+            raise _fail(node, f"inner dimensions differ: A is {a.shape}, B is {bw.shape}")
+        if bias is not None and bias.shape != (bw.shape[-1],):
+            raise _fail(node, f"bias of shape {bias.shape} is not ({bw.shape[-1]},)")
+        shape = (*np.broadcast_shapes(a.shape[:-2], bw.shape[:-2]), a.shape[-2], bw.shape[-1])
+        blockwise = z is None or z.shape == shape
+
+        def epilogue(block: np.ndarray, index: tuple) -> None:
+            if bias is not None:
+                block += bias[index[-1]]
+            if z is not None and blockwise:
+                block += z[index]
+            if activation is not None and blockwise:
+                activation(block)
+
+        y = _parallel.matmul(a, bw, epilogue)
+        if not blockwise:  # a Z that broadcasts: add it, then the activation, on the whole
+            try:
+                y = np.add(y, z)
+            except ValueError:
+                raise _fail(node, f"Z of shape {z.shape} does not broadcast to {shape}") from None
+            if activation is not None:
+                activation(y)
+        return (y,)
+
+    return compute
 
 
 # --- Gemm ----------------------------------------------------------------------------------
