@@ -122,3 +122,22 @@ def test_cycle_is_reported():
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     with pytest.raises(tessera.InvalidGraph, match="cycle"):
         tessera.InferenceSession(model.SerializeToString())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int64, np.float16])
+def test_large_weights_load_exactly_and_the_callers_modelproto_is_left_as_given(dtype):
+    # Over 1 MiB: loading takes these payloads aside and builds arrays over them.
+    w = (np.arange(1024 * 600) % 251).astype(dtype).reshape(1024, 600)
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["w"], ["y"])],
+        "g",
+        [],
+        [helper.make_tensor_value_info("y", helper.np_dtype_to_tensor_dtype(w.dtype), None)],
+        [numpy_helper.from_array(w, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    before = model.SerializeToString()
+    for source in (model, before):
+        sess = tessera.InferenceSession(source, providers=["cpu"])
+        np.testing.assert_array_equal(sess.run(None, {})[0], w)
+    assert model.SerializeToString() == before

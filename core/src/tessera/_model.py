@@ -11,6 +11,7 @@ import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 import onnx
 import onnx.inliner  # a submodule: `import onnx` alone does not load it
 import onnx_ir as ir
@@ -416,7 +417,7 @@ def prepare_model(
         load_external_data(proto, base_dir)
     check_tensor_payloads(proto)
     try:
-        return _convert(proto)
+        return _convert(proto, owned=not isinstance(model, onnx.ModelProto))
     except RecursionError:
         # The depth check bounds nesting; a pathological model may still recurse elsewhere
         # (a long chain of nested function calls in the inliner, for instance).
@@ -445,28 +446,75 @@ def _reattach_payloads(proto: onnx.ModelProto, stash: dict[str, bytes]) -> None:
             tensor.raw_data = data
 
 
-def _convert(proto: onnx.ModelProto) -> ir.Model:
+# Element types whose raw data NumPy reads as is (little-endian, one element per item).
+_PLAIN_TYPES = {
+    t: np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t)).newbyteorder("<")
+    for t in (
+        onnx.TensorProto.FLOAT,
+        onnx.TensorProto.DOUBLE,
+        onnx.TensorProto.FLOAT16,
+        onnx.TensorProto.INT8,
+        onnx.TensorProto.INT16,
+        onnx.TensorProto.INT32,
+        onnx.TensorProto.INT64,
+        onnx.TensorProto.UINT8,
+        onnx.TensorProto.UINT16,
+        onnx.TensorProto.UINT32,
+        onnx.TensorProto.UINT64,
+        onnx.TensorProto.BOOL,
+        onnx.TensorProto.COMPLEX64,
+        onnx.TensorProto.COMPLEX128,
+    )
+}
+
+
+def _arrays_from_stash(proto: onnx.ModelProto, stash: dict[str, bytes]) -> dict[str, np.ndarray]:
+    """Arrays over the stashed payloads of plain-typed initializers (no copy); the others go
+    back into ``proto``."""
+    arrays: dict[str, np.ndarray] = {}
+    for tensor in proto.graph.initializer:
+        data = stash.get(tensor.name)
+        if data is None or tensor.raw_data:
+            continue
+        dtype = _PLAIN_TYPES.get(tensor.data_type)
+        if dtype is None:
+            tensor.raw_data = data
+            continue
+        arrays[tensor.name] = np.frombuffer(data, dtype).reshape(tuple(tensor.dims))
+    return arrays
+
+
+def _convert(proto: onnx.ModelProto, owned: bool = True) -> ir.Model:
+    """The ir model of ``proto``. ``owned`` is False when ``proto`` is the caller's ModelProto,
+    which must be left as it was given."""
     if proto.functions:
         try:
             proto = onnx.inliner.inline_local_functions(proto)
+            owned = True
         except RecursionError:
             raise
         except Exception as exc:
             raise InvalidGraph(f"could not inline the model's local functions: {exc}") from exc
     # Shape inference copies the whole model through C++ and back; weights need not travel with
     # it (data propagation only reads small shape-like constants), so large payloads wait aside.
+    # They never go back into a proto: the graph's initializers become arrays over the stashed
+    # bytes, so the parsed model's copy of the weights is freed with it, and loading holds at
+    # most two copies (parsed and stashed) instead of three.
+    original = proto
     stash = _detach_large_payloads(proto)
     try:
         proto = onnx.shape_inference.infer_shapes(
             proto, check_type=False, strict_mode=False, data_prop=True
         )
     except Exception:  # noqa: BLE001 - inference is best effort; kernels work without it
-        # `proto` may be the caller's own ModelProto: edit a copy from here on.
-        _reattach_payloads(proto, stash)
         copy = onnx.ModelProto()
         copy.CopyFrom(proto)
         proto = copy
-    _reattach_payloads(proto, stash)
+    finally:
+        if not owned:
+            _reattach_payloads(original, stash)
+    arrays = _arrays_from_stash(proto, stash)
+    del original, stash
     map_types: dict[str, str] = {}
     _strip_map_types(proto.graph, map_types)
     try:
@@ -476,4 +524,8 @@ def _convert(proto: onnx.ModelProto) -> ir.Model:
     except Exception as exc:
         raise InvalidGraph(f"the model could not be read: {type(exc).__name__}: {exc}") from exc
     model.meta["tessera.map_types"] = map_types
+    for name, array in arrays.items():
+        value = model.graph.initializers.get(name)
+        if value is not None:
+            value.const_value = ir.Tensor(array, name=name)
     return model
