@@ -162,57 +162,46 @@ class Conv2D:
         return y.reshape(self.n, self.m, oh, ow)
 
     def _pointwise(self, x, y, zf, epi) -> None:
-        p = self.out[0] * self.out[1]
-        xs = x.reshape(self.n, self.g, self.cg, p)
-        mg = self.mg
-        if p >= _ROW_SPLIT_PIXELS:
-
-            def work(i, g, a, b):
-                yb = y[i, g * mg : (g + 1) * mg, a:b]
-                np.matmul(self.wk[g], xs[i, g, :, a:b], out=yb)
-                epi.apply(
-                    yb,
-                    g * mg,
-                    (g + 1) * mg,
-                    None if zf is None else zf[i, g * mg : (g + 1) * mg, a:b],
-                )
-
-            self._run(self._units(p), work)
-            return
-
-        def work_m(i, g, a, b):
-            m0, m1 = g * mg + a, g * mg + b
-            yb = y[i, m0:m1]
-            np.matmul(self.wk[g, a:b], xs[i, g], out=yb)
-            epi.apply(yb, m0, m1, None if zf is None else zf[i, m0:m1])
-
-        self._run(self._units(mg), work_m)
+        ow = self.out[1]
+        xs = x.reshape(self.n, self.g, self.cg, -1)
+        self._gemm(y, zf, epi, lambda i, g, a, b: xs[i, g, :, a * ow : b * ow])
 
     def _im2col(self, x, y, zf, epi) -> None:
-        oh, ow = self.out
+        ow = self.out[1]
         view = self._window(self._pad(x))
-        mg, cg = self.mg, self.cg
+        cg = self.cg
         kc = cg * self.ks[0] * self.ks[1]
+
+        def columns(i, g, a, b):
+            return view[i, g * cg : (g + 1) * cg, :, :, a:b].reshape(kc, (b - a) * ow)
+
+        self._gemm(y, zf, epi, columns)
+
+    def _gemm(self, y, zf, epi, columns) -> None:
+        """Y = W @ columns per (image, group); ``columns(i, g, a, b)`` gives the (K, pixels)
+        columns of output rows a..b. Large planes split by rows (each thread makes its own
+        columns); small ones by output channels over columns made once."""
+        oh, ow = self.out
+        mg = self.mg
         if oh * ow >= _ROW_SPLIT_PIXELS:
 
-            def work(i, g, a, b):
-                cols = view[i, g * cg : (g + 1) * cg, :, :, a:b].reshape(kc, (b - a) * ow)
-                yb = y[i, g * mg : (g + 1) * mg, a * ow : b * ow]
-                np.matmul(self.wk[g], cols, out=yb)
-                zb = None if zf is None else zf[i, g * mg : (g + 1) * mg, a * ow : b * ow]
-                epi.apply(yb, g * mg, (g + 1) * mg, zb)
+            def by_rows(i, g, a, b):
+                m0, m1, p0, p1 = g * mg, (g + 1) * mg, a * ow, b * ow
+                yb = y[i, m0:m1, p0:p1]
+                np.matmul(self.wk[g], columns(i, g, a, b), out=yb)
+                epi.apply(yb, m0, m1, None if zf is None else zf[i, m0:m1, p0:p1])
 
-            self._run(self._units(oh), work)
+            self._run(self._units(oh), by_rows)
             return
-        cols = view.reshape(self.n, self.g, kc, oh * ow)
+        cols = [[columns(i, g, 0, oh) for g in range(self.g)] for i in range(self.n)]
 
-        def work_m(i, g, a, b):
+        def by_channels(i, g, a, b):
             m0, m1 = g * mg + a, g * mg + b
             yb = y[i, m0:m1]
-            np.matmul(self.wk[g, a:b], cols[i, g], out=yb)
+            np.matmul(self.wk[g, a:b], cols[i][g], out=yb)
             epi.apply(yb, m0, m1, None if zf is None else zf[i, m0:m1])
 
-        self._run(self._units(mg), work_m)
+        self._run(self._units(mg), by_channels)
 
     def _depthwise(self, x, y, zf, epi) -> None:
         # One batched GEMM of width 1 per channel over its own columns: BLAS's small-matrix path
