@@ -1,7 +1,11 @@
 """Run the onnx light CNNs and a BERT-shaped encoder on OpenCL and on the CPU provider: checks that
 every node ran on OpenCL, the largest difference, and median run times (after one warm-up run).
 
-    python providers/opencl/bench/compare_cpu.py [--repeat 3] [--models light_squeezenet,bert]
+The sessions are timed in turn within each repeat (OpenCL with elementwise fusion, OpenCL with
+``fuse_elementwise=False``, CPU), so machine load affects them alike; "kernels" is the number
+of OpenCL launches one run makes with and without fusion.
+
+    python providers/opencl/bench/compare_cpu.py [--repeat 3] [--models light_squeezenet,bert_encoder]
 """
 
 from __future__ import annotations
@@ -148,14 +152,25 @@ def light_models() -> dict[str, tuple[onnx.ModelProto, dict]]:
     return out
 
 
-def _median_time(sess, feeds, repeat: int) -> float:
-    sess.run(None, feeds)  # warm-up: first-run allocations and (for OpenCL) program builds
-    times = []
+def _launches(sess, feeds) -> int:
+    """OpenCL kernels one run of ``sess`` launches."""
+    rt = next(p.rt for p in sess._providers if hasattr(p, "rt"))
+    before = rt.launches
+    sess.run(None, feeds)
+    return rt.launches - before
+
+
+def _median_times(sessions: list, feeds, repeat: int) -> list[float]:
+    """Median run time of each session, the sessions taking turns within every repeat."""
+    for sess in sessions:
+        sess.run(None, feeds)  # warm-up: first-run allocations and (for OpenCL) program builds
+    times: list[list[float]] = [[] for _ in sessions]
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        sess.run(None, feeds)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for sess, acc in zip(sessions, times):
+            t0 = time.perf_counter()
+            sess.run(None, feeds)
+            acc.append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in times]
 
 
 def main() -> None:
@@ -167,7 +182,8 @@ def main() -> None:
     cases["bert_encoder"] = (bert_encoder(), bert_feeds())
     wanted = set(filter(None, args.models.split(",")))
     print(
-        f"{'model':24} {'nodes':>5} {'on OpenCL':>9} {'max |diff|':>10} {'OpenCL ms':>10} {'CPU ms':>8} {'ratio':>6}"
+        f"{'model':24} {'nodes':>5} {'on OpenCL':>9} {'max |diff|':>10} {'kernels':>9} "
+        f"{'fused ms':>9} {'unfused ms':>10} {'CPU ms':>8} {'fused/CPU':>9} {'unfused/fused':>13}"
     )
     for name, (model, feeds) in cases.items():
         if wanted and name not in wanted:
@@ -176,16 +192,21 @@ def main() -> None:
         t0 = time.perf_counter()
         ocl = tessera.InferenceSession(data, providers=["opencl", "cpu"])
         create = time.perf_counter() - t0
+        unfused = tessera.InferenceSession(
+            data, providers=[("opencl", {"fuse_elementwise": False}), "cpu"]
+        )
         cpu = tessera.InferenceSession(data, providers=["cpu"])
         on = sum(p == "OpenCLExecutionProvider" for p in ocl.assignments.values())
         diff = max(
             float(np.max(np.abs(a - b))) if a.size else 0.0
             for a, b in zip(ocl.run(None, feeds), cpu.run(None, feeds))
         )
-        t_ocl, t_cpu = _median_time(ocl, feeds, args.repeat), _median_time(cpu, feeds, args.repeat)
+        kernels = f"{_launches(ocl, feeds)}/{_launches(unfused, feeds)}"
+        t_ocl, t_unf, t_cpu = _median_times([ocl, unfused, cpu], feeds, args.repeat)
         print(
-            f"{name:24} {len(ocl.assignments):5} {on:9} {diff:10.2e} {t_ocl * 1e3:10.1f} "
-            f"{t_cpu * 1e3:8.1f} {t_ocl / t_cpu:6.1f}  (session creation {create:.1f} s)",
+            f"{name:24} {len(ocl.assignments):5} {on:9} {diff:10.2e} {kernels:>9} "
+            f"{t_ocl * 1e3:9.1f} {t_unf * 1e3:10.1f} {t_cpu * 1e3:8.1f} {t_ocl / t_cpu:9.1f} "
+            f"{t_unf / t_ocl:13.2f}  (session creation {create:.1f} s)",
             flush=True,
         )
 

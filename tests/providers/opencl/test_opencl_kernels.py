@@ -8,6 +8,8 @@ import pytest
 from _opencl_support import cpu_session, model, strict_session, unavailable, vi
 from onnx import helper, numpy_helper
 
+import tessera
+
 _REASON = unavailable()
 if _REASON:
     pytest.skip(_REASON, allow_module_level=True)
@@ -172,6 +174,53 @@ CASES = {
     "split": _case(
         N("Split", ["x", "s"], ["y", "z"], axis=1), {"x": _f(2, 5)}, {"s": _i64(2, 3)}, n_out=2
     ),
+    "resize_linear_three_axes": _case(
+        N("Resize", ["x", "", "s"], ["y"], mode="linear"),
+        {"x": _f(2, 3, 5, 4)},
+        {"s": np.asarray([1.0, 1.5, 0.6, 2.25], np.float32)},
+        opset=19,
+    ),
+    "resize_cubic_antialias_sizes": _case(
+        N("Resize", ["x", "", "", "sz"], ["y"], mode="cubic", antialias=1, exclude_outside=1),
+        {"x": _f(1, 2, 9, 11)},
+        {"sz": _i64(1, 2, 4, 5)},
+        opset=19,
+    ),
+    "resize_nearest_uint8_axes": _case(
+        N(
+            "Resize",
+            ["x", "", "", "sz"],
+            ["y"],
+            axes=[3, 2],
+            nearest_mode="round_prefer_ceil",
+            coordinate_transformation_mode="align_corners",
+        ),
+        {"x": rng.integers(0, 255, (2, 3, 4, 5)).astype(np.uint8)},
+        {"sz": _i64(7, 3)},
+        opset=19,
+        out_elem=onnx.TensorProto.UINT8,
+    ),
+    "resize_tf_crop_and_resize_extrapolation": _case(
+        N(
+            "Resize",
+            ["x", "roi", "", "sz"],
+            ["y"],
+            mode="linear",
+            coordinate_transformation_mode="tf_crop_and_resize",
+            extrapolation_value=7.0,
+        ),
+        {"x": _f(1, 1, 4, 4)},
+        {
+            "roi": np.asarray([0, 0, -0.2, 0.3, 1, 1, 0.9, 1.4], np.float32),
+            "sz": _i64(1, 1, 5, 6),
+        },
+        opset=19,
+    ),
+    "upsample_attribute_scales_fractional": _case(
+        N("Upsample", ["x"], ["y"], scales=[1.0, 1.0, 2.5, 0.5]),
+        {"x": _f(1, 2, 3, 6)},
+        opset=8,
+    ),
 }
 
 
@@ -184,3 +233,30 @@ def test_kernel_matches_cpu_provider(name):
     for g, w in zip(got, want):
         assert g.dtype == w.dtype and g.shape == w.shape
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
+
+
+def test_linear_resize_of_integers_falls_back_to_cpu_with_the_reason():
+    data, _ = _case(
+        N("Resize", ["x", "", "s"], ["y"], mode="linear"),
+        {"x": rng.integers(0, 9, (1, 1, 3, 3)).astype(np.int32)},
+        {"s": np.asarray([1, 1, 2, 2], np.float32)},
+        opset=19,
+        out_elem=onnx.TensorProto.INT32,
+    )
+    sess = tessera.InferenceSession(data, providers=["opencl", "cpu"])
+    assert sess.assignments == {"Resize_0": "CPUExecutionProvider"}
+    assert "linear interpolation of tensor(int32) is not implemented on OpenCL" in sess.explain()
+
+
+def test_resize_of_an_empty_axis_gives_zeros_as_the_cpu_provider_does():
+    data, _ = _case(
+        N("Resize", ["x", "", "", "sz"], ["y"], mode="linear"),
+        {"x": np.zeros((1, 2, 0, 3), np.float32)},
+        {"sz": _i64(1, 2, 4, 6)},
+        opset=19,
+    )
+    feeds = {"x": np.zeros((1, 2, 0, 3), np.float32)}
+    got = strict_session(data).run(None, feeds)[0]
+    want = cpu_session(data).run(None, feeds)[0]
+    assert got.shape == want.shape == (1, 2, 4, 6)
+    np.testing.assert_array_equal(got, want)

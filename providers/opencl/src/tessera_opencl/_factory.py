@@ -74,6 +74,9 @@ class OpenCLProviderFactory(ProviderFactory):
         "platform": OptionSpec(str, "", "platform index ('0') or a substring of its name"),
         "device_index": OptionSpec(int, 0, "index among the matching devices"),
         "device_type": OptionSpec(str, "all", "cpu, gpu, accelerator or all"),
+        "fuse_elementwise": OptionSpec(
+            bool, True, "run chains of elementwise nodes as one generated kernel each"
+        ),
     }
 
     def devices(self) -> list[str]:

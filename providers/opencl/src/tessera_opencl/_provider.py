@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import pyopencl.array as cla
 
-from tessera.provider import Claim, Compute, ExecutionProvider, GraphView, KernelDef, NodeInfo
+from tessera.provider import (
+    Claim,
+    CompiledSubgraph,
+    Compute,
+    ExecutionProvider,
+    GraphView,
+    KernelDef,
+    NodeInfo,
+)
 from tessera_opencl._factory import select_device
+from tessera_opencl._fusion import chain_note, compile_chain, find_chains
 from tessera_opencl._runtime import Runtime
 from tessera_opencl.kernels import CHECKS, registry
 from tessera_opencl.kernels._registry import ALL
+from tessera_opencl.kernels.elementwise import elementwise_expr
 
 _SHAPE_ONLY = ("Shape", "Size")
 
@@ -59,7 +69,21 @@ class OpenCLExecutionProvider(ExecutionProvider):
         return check(node) if check is not None else None
 
     def get_capability(self, view: GraphView) -> list[Claim]:
-        return [Claim((key,)) for key, node in view if self._why_not(node) is None]
+        """One kernel claim per node this device runs, except that chains of elementwise nodes
+        whose intermediates stay inside the chain are claimed as one group, compiled into a
+        single generated kernel (``fuse_elementwise`` turns this off)."""
+        claimed = {key: node for key, node in view if self._why_not(node) is None}
+        chains: list[tuple[int, ...]] = []
+        if self.options.get("fuse_elementwise", True):
+            fusable = [k for k, node in claimed.items() if elementwise_expr(node) is not None]
+            chains = find_chains(view, fusable)
+        in_chain = {k for chain in chains for k in chain}
+        claims = [Claim(c, "compiled", chain_note(claimed, c)) for c in chains]
+        return claims + [Claim((k,)) for k in claimed if k not in in_chain]
+
+    def compile(self, subgraph: CompiledSubgraph) -> Callable[..., tuple[Any, ...]]:
+        """The one kernel of an elementwise chain this provider claimed as a group."""
+        return compile_chain(subgraph, self.rt)
 
     def decline_reason(self, node: NodeInfo) -> str:
         return self._why_not(node) or "claimed by a provider earlier in the order"

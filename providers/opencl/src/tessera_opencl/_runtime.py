@@ -166,11 +166,16 @@ class Runtime:
         out: cla.Array | None = None,
         out_view: tuple[int, Sequence[int]] | None = None,
         preamble: str = "",
+        prelude: str = "",
+        body: Sequence[str] = (),
     ) -> cla.Array:
         """``out[i] = expr(a, b, c, ...)`` over ``shape``, input k read through view k.
 
         The expression names inputs a, b, c, ... and may use the macros TA, TB, ... (input C
         types) and TO (output C type). ``out_view`` writes into part of ``out`` (Concat, Split).
+        ``preamble`` is code after the type macros; ``prelude`` is code before them, free to
+        define its own; ``body`` are statements between the loads and the store (a fused
+        chain's intermediate values).
         """
         if out is None:
             out = self.empty(shape, out_dtype)
@@ -183,7 +188,8 @@ class Runtime:
         rank = len(rshape)
         names = "abcdefghijklmnop"
         tnames = [ctype(v[0].dtype) for v in views]
-        src = [f"#define TO {ctype(out.dtype)}"]
+        src = [prelude] if prelude else []
+        src.append(f"#define TO {ctype(out.dtype)}")
         src += [f"#define T{names[k].upper()} {t}" for k, t in enumerate(tnames)]
         src.append(preamble)
         params = ["__global TO* out"]
@@ -204,6 +210,7 @@ class Runtime:
             src.append("  }")
         for k in range(len(views)):
             src.append(f"  T{names[k].upper()} {names[k]} = in{k}[i{k}];")
+        src.extend(body)
         src.append(f"  out[io] = (TO)({expr});")
         src.append("}")
         kern = self.kernel("\n".join(src))

@@ -9,6 +9,7 @@ from tessera_opencl.kernels import (  # noqa: F401 - imported for their registra
     loss,
     nn,
     reduce,
+    resize,
     scatter,
     shape,
 )

@@ -230,6 +230,102 @@ def _expr(spec: Expr, node: NodeInfo) -> str:
     return spec(node) if callable(spec) else spec
 
 
+def _variadic_expr(op: str, count: int, is_float: bool) -> str:
+    """Max/Min/Sum/Mean over inputs a, b, c, ...; Max/Min propagate NaN as NumPy does."""
+    names = "abcdefghijklmnop"[:count]
+    if op in ("Sum", "Mean"):
+        expr = " + ".join(names)
+        return f"({expr}) / (TO){count}" if op == "Mean" else expr
+    cmp = ">" if op == "Max" else "<"
+    expr = names[0]
+    for n in names[1:]:
+        nan = f"isnan({n}) || " if is_float else ""
+        expr = f"(({nan}{n} {cmp} ({expr})) ? {n} : ({expr}))"
+    return expr
+
+
+def _clip_expr(has_lo: bool, has_hi: bool) -> str:
+    """Clip-11+ over x (a) and whichever of min/max are present (b, then c)."""
+    expr = "a"
+    if has_lo:
+        expr = f"({expr} < b ? b : {expr})"
+    if has_hi:
+        last = "c" if has_lo else "b"
+        expr = f"({expr} > {last} ? {last} : {expr})"
+    return expr
+
+
+def _clip6_expr(node: NodeInfo) -> str:
+    lo = flit(node.attr("min", -3.4028234663852886e38))
+    hi = flit(node.attr("max", 3.4028234663852886e38))
+    return f"fmin(fmax(a, {lo}), {hi})"
+
+
+def _cast_expr(src: np.dtype, dst: np.dtype) -> str:
+    if dst == np.bool_:
+        return "a != (TA)0"
+    if src.kind == "f" and dst.kind in "iu":
+        # C leaves NaN/out-of-range conversions undefined; NumPy gives the wrapped int64 value.
+        return "(TO)(long)a"
+    return "a"
+
+
+_TYPE_DTYPES = {
+    f"tensor({name})": np.dtype(dt)
+    for name, dt in (
+        ("float", "f4"),
+        ("double", "f8"),
+        ("int8", "i1"),
+        ("int16", "i2"),
+        ("int32", "i4"),
+        ("int64", "i8"),
+        ("uint8", "u1"),
+        ("uint16", "u2"),
+        ("uint32", "u4"),
+        ("uint64", "u8"),
+        ("bool", "?"),
+    )
+}
+
+
+def elementwise_expr(node: NodeInfo) -> str | None:
+    """The node's output as one OpenCL C expression over its present inputs named a, b, c, ...
+    (C types TA, TB, ..., output type TO), for fusing it into a generated chain kernel.
+
+    None when the node is not a plain broadcasting elementwise op of known dtypes, or when its
+    expression needs a helper function (Mod's floor remainder on floats): such nodes run as
+    their own kernels. Only nodes the provider already claims are asked.
+    """
+    op = node.op_type
+    types = [t for t in node.input_types if t is not None] + list(node.output_types)
+    present = [name for name in node.inputs if name]
+    if len(node.outputs) != 1 or len(types) != len(present) + 1:
+        return None  # an input or output of unknown type: no C signature to generate
+    if any(t not in _TYPE_DTYPES for t in types):
+        return None
+    if op in UNARY:
+        return _expr(UNARY[op][2], node)
+    if op in BINARY:
+        expr = _expr(BINARY[op][2], node)
+        return None if isinstance(expr, tuple) else expr
+    if op in ("Max", "Min", "Sum", "Mean") and len(present) <= 16:
+        return _variadic_expr(op, len(present), node.input_types[0] in FLOATS)
+    if op == "Where":
+        return "a ? b : c"
+    if op == "Clip":
+        if node.opset < 11:  # Clip-6: bounds are attributes
+            return _clip6_expr(node)
+        return _clip_expr(node.has_input(1), node.has_input(2))
+    if op == "Cast":
+        return _cast_expr(_TYPE_DTYPES[types[0]], _TYPE_DTYPES[types[-1]])
+    return None
+
+
+def input_dtype(type_str: str) -> np.dtype:
+    """NumPy dtype of an ONNX tensor type string this provider has a C type for."""
+    return _TYPE_DTYPES[type_str]
+
+
 def _broadcast(rt: Runtime, expr: str, out_dtype, inputs, preamble: str = ""):
     arrays = [rt.as_device(x) for x in inputs]
     shape = np.broadcast_shapes(*(a.shape for a in arrays))
@@ -280,18 +376,7 @@ def _variadic_factory(op: str):
     def factory(node: NodeInfo, rt: Runtime):
         def compute(*xs):
             xs = [rt.as_device(x) for x in xs if x is not None]
-            names = "abcdefghijklmnop"[: len(xs)]
-            is_float = xs[0].dtype.kind == "f"
-            if op in ("Sum", "Mean"):
-                expr = " + ".join(names)
-                if op == "Mean":
-                    expr = f"({expr}) / (TO){len(xs)}"
-            else:
-                cmp = ">" if op == "Max" else "<"
-                expr = names[0]
-                for n in names[1:]:
-                    nan = f"isnan({n}) || " if is_float else ""
-                    expr = f"(({nan}{n} {cmp} ({expr})) ? {n} : ({expr}))"
+            expr = _variadic_expr(op, len(xs), xs[0].dtype.kind == "f")
             return (_broadcast(rt, expr, xs[0].dtype, xs),)
 
         return compute
@@ -323,41 +408,21 @@ def where(node: NodeInfo, rt: Runtime):
 def clip(node: NodeInfo, rt: Runtime):
     def compute(x, lo=None, hi=None):
         x = rt.as_device(x)
-        inputs, expr = [x], "a"
-        if lo is not None:
-            inputs.append(lo)
-            expr = f"({expr} < b ? b : {expr})"
-        if hi is not None:
-            inputs.append(hi)
-            last = "c" if lo is not None else "b"
-            expr = f"({expr} > {last} ? {last} : {expr})"
-        return (_broadcast(rt, expr, x.dtype, inputs),)
+        inputs = [x] + [v for v in (lo, hi) if v is not None]
+        return (_broadcast(rt, _clip_expr(lo is not None, hi is not None), x.dtype, inputs),)
 
     return compute
 
 
 @registry.kernel("Clip", since=6, types={"T": FLOATS})
 def clip6(node: NodeInfo, rt: Runtime):
-    lo, hi = (
-        flit(node.attr("min", -3.4028234663852886e38)),
-        flit(node.attr("max", 3.4028234663852886e38)),
-    )
-    expr = f"fmin(fmax(a, {lo}), {hi})"
+    expr = _clip6_expr(node)
 
     def compute(x):
         x = rt.as_device(x)
         return (rt.strided(expr, x.dtype, x.shape, [view_of(x)]),)
 
     return compute
-
-
-def _cast_expr(src: np.dtype, dst: np.dtype) -> str:
-    if dst == np.bool_:
-        return "a != (TA)0"
-    if src.kind == "f" and dst.kind in "iu":
-        # C leaves NaN/out-of-range conversions undefined; NumPy gives the wrapped int64 value.
-        return "(TO)(long)a"
-    return "a"
 
 
 _CASTABLE = ALL
