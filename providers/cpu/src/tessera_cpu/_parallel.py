@@ -103,10 +103,12 @@ def matmul(a: np.ndarray, b: np.ndarray, epilogue=None) -> np.ndarray:
     )
     if 2 * m * n * k * batch < _MIN_FLOPS:
         return _whole(a, b, epilogue)
-    if m >= 2 * threads:
-        axis_len, split_a = m, True
-    elif n >= 2 * threads:
+    # Each thread packs the whole of the operand that is not split, so split the larger one:
+    # a transformer's (128 x 768) @ (768 x 3072) splits B's columns, not A's 128 rows.
+    if n >= 2 * threads and (k * n >= m * k or m < 2 * threads):
         axis_len, split_a = n, False
+    elif m >= 2 * threads:
+        axis_len, split_a = m, True
     else:
         return _whole(a, b, epilogue)
     out = np.empty((*np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), m, n), np.result_type(a, b))
