@@ -175,7 +175,20 @@ class Conv2D:
         def columns(i, g, a, b):
             return view[i, g * cg : (g + 1) * cg, :, :, a:b].reshape(kc, (b - a) * ow)
 
-        self._gemm(y, zf, epi, columns)
+        oh = self.out[0]
+        if oh * ow >= _ROW_SPLIT_PIXELS or not self.parallel:
+            self._gemm(y, zf, epi, columns)
+            return
+        # Split by output channels: the columns are made once, but by all threads, each
+        # copying the taps of a band of input channels.
+        cols = np.empty((self.n, self.g, cg, *self.ks, oh, ow), dtype=x.dtype)
+
+        def copy(i, g, a, b):
+            cols[i, g, a:b] = view[i, g * cg + a : g * cg + b]
+
+        self._run(self._units(cg), copy)
+        flat = cols.reshape(self.n, self.g, kc, oh * ow)
+        self._gemm(y, zf, epi, lambda i, g, a, b: flat[i, g])
 
     def _gemm(self, y, zf, epi, columns) -> None:
         """Y = W @ columns per (image, group); ``columns(i, g, a, b)`` gives the (K, pixels)
