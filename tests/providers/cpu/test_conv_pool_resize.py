@@ -274,6 +274,14 @@ def test_col2im_of_ones_counts_overlapping_blocks():
 # Pooling
 
 _POOL_CASES = [
+    {"kernel_shape": 3, "pads": (1, 1)},
+    {"kernel_shape": 3, "pads": (0, 2)},
+    {"kernel_shape": 3, "dilations": 2, "pads": (2, 2)},
+    {"kernel_shape": 2, "pads": (1, 0)},
+    {"kernel_shape": 4, "pads": (3, 3)},
+    {"kernel_shape": 3, "strides": 2, "pads": (1, 1)},
+    {"kernel_shape": 4, "strides": 2, "pads": (1, 1)},
+    {"kernel_shape": 2, "strides": 2, "dilations": 3, "pads": (1, 1)},
     {"kernel_shape": 3},
     {"kernel_shape": 2, "strides": 2, "ceil_mode": 1},
     {"kernel_shape": 3, "strides": 2, "pads": (1, 2), "ceil_mode": 1},
@@ -302,6 +310,22 @@ def _pool_attrs(case, nd):
 def test_max_pool_values_and_indices_match_onnxruntime(nd, case):
     x = f32(2, 3, *[9, 8, 7][:nd])
     assert_same_as_ort("MaxPool", [("x", x)], _pool_attrs(case, nd), n_out=2)
+
+
+@pytest.mark.parametrize("op", ["MaxPool", "AveragePool"])
+@pytest.mark.parametrize(
+    "shape, attrs",
+    [
+        ((2, 5, 7, 7), {"kernel_shape": [7, 7]}),  # one window over the whole input
+        ((1, 3, 6, 6), {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
+        ((1, 3, 13, 13), {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}),
+        ((1, 2, 1, 8), {"kernel_shape": [1, 3], "pads": [0, 1, 0, 1]}),  # one row
+        ((1, 1, 4, 4), {"kernel_shape": [3, 3], "pads": [2, 2, 2, 2]}),  # windows in padding
+    ],
+)
+def test_pool_fast_paths_match_onnxruntime(op, shape, attrs):
+    """Global windows, flat stride-1 and flat strided reductions, and their boundary fixes."""
+    assert_same_as_ort(op, [("x", f32(*shape))], attrs)
 
 
 def test_max_pool_column_major_indices_match_onnxruntime():

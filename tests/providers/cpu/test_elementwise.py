@@ -94,6 +94,29 @@ def test_pow_keeps_the_base_dtype_for_mixed_types():
     np.testing.assert_array_equal(y, [2, 3, 31])
 
 
+@pytest.mark.parametrize("exponent", [1, 2, 3, 4, 5, 7, 8, 9, 2.5, -2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64])
+def test_pow_by_small_integer_exponents_stays_within_a_few_ulp_of_pow(exponent, dtype):
+    x = np.concatenate([np.linspace(-4, 4, 401), [0.0, -0.0, np.inf, -np.inf, np.nan, 1e30]])
+    with np.errstate(over="ignore"):
+        x = x.astype(dtype)
+    for b in (
+        np.array(exponent, dtype),
+        np.array([exponent], np.int64 if exponent == int(exponent) else dtype),
+    ):
+        y = run_op("Pow", [x, b])
+        assert y.dtype == dtype and y.shape == x.shape
+        with np.errstate(all="ignore"):
+            expected = np.power(x.astype(np.float64), float(exponent)).astype(dtype)
+        np.testing.assert_allclose(y, expected, rtol=4 * np.finfo(dtype).eps, atol=0)
+
+
+def test_pow_of_a_scalar_base_by_a_one_element_exponent_broadcasts_to_one_element():
+    y = run_op("Pow", [np.array(2.0, np.float32), np.array([3.0], np.float32)])
+    assert y.shape == (1,)
+    np.testing.assert_array_equal(y, [8.0])
+
+
 def test_pow_integer_base_with_negative_exponent_truncates_instead_of_raising():
     y = run_op("Pow", [np.array([2, 1, -1], np.int64), np.array([-1, -2, -3], np.int64)])
     np.testing.assert_array_equal(y, [0, 1, -1])
@@ -225,6 +248,30 @@ def test_gelu_exact_and_tanh_approximations():
     approx = 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
     y = run_op("Gelu", [x], opset=20, approximate="tanh")
     np.testing.assert_allclose(y, approx, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gelu_is_accurate_in_both_tails_and_saturates(approximate, dtype):
+    x = np.concatenate([np.linspace(-12, 12, 24001), np.logspace(-30, 1.5, 500)])
+    x = np.concatenate([x, -x]).astype(dtype)
+    xd = x.astype(np.float64)
+    if approximate == "none":
+        expected = np.array([0.5 * v * math.erfc(-v / math.sqrt(2)) for v in xd])
+    else:
+        u = math.sqrt(2 / math.pi) * (xd + 0.044715 * xd**3)
+        with np.errstate(over="ignore"):  # the tanh form without 1 + tanh's cancellation
+            expected = xd / (1 + np.exp(-2 * u))
+    y = run_op("Gelu", [x], opset=20, approximate=approximate)
+    assert y.dtype == dtype
+    big = np.abs(expected) > 1e-3
+    rtol = 4e-7 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(y[x > 0], expected[x > 0], rtol=rtol, atol=0)
+    np.testing.assert_allclose(y[big], expected[big], rtol=4e-6 if dtype == np.float32 else 1e-9)
+    np.testing.assert_allclose(y, expected, rtol=1e-3, atol=1e-7)  # the ONNX suite's tolerance
+    edge = np.array([np.inf, np.nan, 1e30, -1e30, 0.0], dtype)
+    np.testing.assert_array_equal(run_op("Gelu", [edge], opset=20, approximate=approximate),
+                                  np.array([np.inf, np.nan, 1e30, 0.0, 0.0], dtype))  # fmt: skip
 
 
 def test_gelu_rejects_an_unknown_approximation():

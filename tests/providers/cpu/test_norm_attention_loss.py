@@ -554,3 +554,75 @@ def test_flex_attention_score_mod_can_read_an_outer_scope_value():
     p = np.exp(scores - scores.max(-1, keepdims=True))
     p /= p.sum(-1, keepdims=True)
     np.testing.assert_allclose(y, p @ feeds["v"], rtol=1e-5, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- softmax
+
+
+def _softmax64(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    x = x.astype(np.float64)
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _softmax_session(op="Softmax", opset=21, **attrs):
+    model = _single(op, ["x"], ["y"], attrs, opset=opset)
+    return tessera.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize(
+    "spread",
+    [0.0, 3.0, 40.0, 200.0],  # rows share a shift / need a second pass / their sums underflow
+)
+def test_softmax_rows_far_below_their_group_maximum_stay_accurate(spread):
+    x = _rand(4, 8, 64) * 4 + RNG.uniform(-spread, spread, (4, 8, 1)).astype(np.float32)
+    expected = _softmax64(x)
+    (y,) = _softmax_session().run(None, {"x": x})
+    significant = expected > 1e-30
+    rel = np.abs(y - expected)[significant] / expected[significant]
+    assert rel.max() < 2e-6
+    np.testing.assert_allclose(y.sum(axis=-1), 1, rtol=1e-6)
+
+
+def test_softmax_row_far_below_a_shared_scalar_shift_is_redone():
+    x = _rand(16, 32)
+    x[5] -= 30  # one row of the group far below the shift every other row shares
+    (y,) = _softmax_session().run(None, {"x": x})
+    np.testing.assert_allclose(y, _softmax64(x), rtol=2e-6, atol=1e-30)
+
+
+def test_softmax_node_keeps_its_answers_after_switching_to_per_row_shifts():
+    # Every row far from the others: the node falls back to per-row maxima for later runs.
+    sess = _softmax_session()
+    far = _rand(64, 16) + np.arange(64, dtype=np.float32)[:, None] * 50
+    near = _rand(64, 16)
+    for x in (far, near, far, near):
+        (y,) = sess.run(None, {"x": x})
+        np.testing.assert_allclose(y, _softmax64(x), rtol=2e-6, atol=1e-30)
+
+
+def test_softmax_nan_and_infinite_inputs_stay_in_their_rows():
+    x = np.array([[0.0, np.nan, 1.0], [1.0, 2.0, 3.0], [np.inf, 0.0, 0.0], [-np.inf] * 3])
+    (y,) = _softmax_session().run(None, {"x": x.astype(np.float32)})
+    assert np.isnan(y[0]).all() and np.isnan(y[2, 0]) and np.isnan(y[3]).all()
+    np.testing.assert_allclose(y[1], _softmax64(x[1:2])[0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
+def test_softmax_matches_onnxruntime_on_every_axis_and_float64(op):
+    x = _rand(3, 5, 7, dtype=np.float64) * 10
+    for axis in (0, 1, -1):
+        model = _single(op, ["x"], ["y"], {"axis": axis}, in_types={"x": TensorProto.DOUBLE},
+                        out_types={"y": TensorProto.DOUBLE})  # fmt: skip
+        ours, theirs = _run(model, {"x": x})[0], _ort(model, {"x": x})[0]
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-15)
+
+
+def test_log_softmax_of_a_peaked_row_keeps_its_small_top_value():
+    # The first row's top log-probability is -1e-3; shifted by the second row's maximum it
+    # would be a difference of two values near -12 and keep only ~3 digits.
+    x = np.array([[8.0, 0.0, 0.0, 0.0], [0.0, 1.0, 2.0, 20.0]], np.float32)
+    (y,) = _softmax_session("LogSoftmax").run(None, {"x": x})
+    expected = np.log(_softmax64(x))
+    # float32's log of a sum near 1 alone limits the top entry to ~1e-4 relative.
+    np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-7)

@@ -55,6 +55,11 @@ class _PoolGeometry:
         self.ks, self.strides, self.dil = ks, strides, dil
         self.pb, self.pe, self.out, self.in_sp = pb, pe, out, tuple(in_sp)
         self.extent = [(o - 1) * s + (k - 1) * d + 1 for o, s, k, d in zip(out, strides, ks, dil)]
+        # One window that is exactly the whole input (ResNet's 7x7 average): a global pool.
+        self.is_global = all(
+            o == 1 and k == n and d == 1 and b == 0 and e == 0
+            for o, k, n, d, b, e in zip(out, ks, in_sp, dil, pb, pe)
+        )
         self.taps = list(itertools.product(*(range(k) for k in ks)))
 
     def padded(self, x: np.ndarray, fill) -> np.ndarray:
@@ -84,7 +89,19 @@ class _PoolGeometry:
     def _reduce_axis(self, x: np.ndarray, a: int, op, init) -> np.ndarray:
         k, s, d, pb, o = self.ks[a], self.strides[a], self.dil[a], self.pb[a], self.out[a]
         n_in = x.shape[2 + a]
+        if k > 1 and x.flags.c_contiguous:
+            y = None
+            if s == 1 and n_in <= 2 * o <= 2 * n_in:
+                y = self._reduce_axis_flat(x, a, op, init)
+            elif s > 1 and n_in == s * o and 2 + a == x.ndim - 1:
+                y = self._reduce_last_axis_strided(x, a, op, init)
+            if y is not None:
+                return y
         pre = (slice(None),) * (2 + a)
+
+        def window(lo: int, hi: int, off: int) -> np.ndarray:
+            return x[(*pre, slice(lo * s + off, (hi - 1) * s + off + 1, s))]
+
         spans = []
         for j in range(k):
             off = j * d - pb
@@ -92,17 +109,107 @@ class _PoolGeometry:
             hi = min(o, (n_in - 1 - off) // s + 1) if n_in - 1 - off >= 0 else 0
             if hi > lo:
                 spans.append((lo, hi, off))
+        shape = list(x.shape)
+        shape[2 + a] = o
         full = next((sp for sp in spans if sp[0] == 0 and sp[1] == o), None)
-        if full is not None:
-            y = np.array(x[(*pre, slice(full[2], full[2] + (o - 1) * s + 1, s))])
-            spans.remove(full)
-        else:
-            shape = list(x.shape)
-            shape[2 + a] = o
+        if full is None:
             y = np.full(shape, init, dtype=x.dtype)
+        else:
+            spans.remove(full)
+            if not spans:
+                return np.array(window(*full))
+            # The first write combines the full tap with another one: no copy pass.
+            lo, hi, off = spans.pop(0)
+            y = np.empty(shape, dtype=x.dtype)
+            op(window(lo, hi, full[2]), window(lo, hi, off), out=y[(*pre, slice(lo, hi))])
+            if lo > 0:
+                y[(*pre, slice(0, lo))] = window(0, lo, full[2])
+            if hi < o:
+                y[(*pre, slice(hi, o))] = window(hi, o, full[2])
         for lo, hi, off in spans:
             dst = y[(*pre, slice(lo, hi))]
-            op(dst, x[(*pre, slice(lo * s + off, (hi - 1) * s + off + 1, s))], out=dst)
+            op(dst, window(lo, hi, off), out=dst)
+        return y
+
+    def _reduce_axis_flat(self, x: np.ndarray, a: int, op, init) -> np.ndarray | None:
+        """A stride-1 window along spatial axis ``a``, reduced over the flattened array.
+
+        On small feature maps (13 or 27 wide in inception) NumPy's per-row loop overhead
+        dominates a reduction over shifted views. In a C-contiguous array a shift along ``a``
+        is a shift of the flat array by off * (size of the axes after ``a``), so each tap is one
+        long contiguous operation. The few positions near either end of the axis, where a
+        shifted view crosses into the neighbouring plane (or the padding), are then recomputed
+        from their valid taps alone. Output index j reads input index j + off, so the result
+        keeps the input's extent along ``a`` and is sliced to the output's. None when the
+        array is too small to have an interior.
+        """
+        k, d, pb, o = self.ks[a], self.dil[a], self.pb[a], self.out[a]
+        w = x.shape[2 + a]
+        inner = math.prod(x.shape[3 + a :])
+        offs = [j * d - pb for j in range(k)]
+        left = max(0, -min(offs))  # output indices whose window starts in the padding
+        right = max(0, max(offs))  # ... or ends past the axis
+        xf = x.reshape(-1)
+        n = xf.size
+        lo, hi = left * inner, n - right * inner
+        if hi - lo < w * inner:
+            return None
+        shifts = [off * inner for off in offs]
+        y = np.empty(x.shape, dtype=x.dtype)
+        yf = y.reshape(-1)
+        op(xf[lo + shifts[0] : hi + shifts[0]], xf[lo + shifts[1] : hi + shifts[1]], out=yf[lo:hi])
+        for sh in shifts[2:]:
+            op(yf[lo:hi], xf[lo + sh : hi + sh], out=yf[lo:hi])
+        pre = (slice(None),) * (2 + a)
+        for j in (*range(min(left, o)), *range(max(w - right, left), o)):
+            dst = y[(*pre, j)]
+            valid = [j + off for off in offs if 0 <= j + off < w]
+            if not valid:
+                dst[...] = init
+                continue
+            np.copyto(dst, x[(*pre, valid[0])])
+            for src in valid[1:]:
+                op(dst, x[(*pre, src)], out=dst)
+        return y if o == w else np.ascontiguousarray(y[(*pre, slice(0, o))])
+
+    def _reduce_last_axis_strided(self, x: np.ndarray, a: int, op, init) -> np.ndarray | None:
+        """A strided window along the last axis when the input is exactly stride * output wide.
+
+        Then output position q of the flattened result reads input position stride * q + off
+        of the flattened input for every row at once: one long strided loop per tap instead of
+        one short one per row (1.6x faster on ResNet's 112-wide max pool). Output columns near
+        the row ends, where a tap falls into the padding or the next row, are then recomputed
+        from their valid taps alone. None when the array is too small to have an interior.
+        """
+        k, s, d, pb, o = self.ks[a], self.strides[a], self.dil[a], self.pb[a], self.out[a]
+        n_in = x.shape[-1]
+        offs = [j * d - pb for j in range(k)]
+        # Output columns j whose every tap s*j + off lies inside the row: [first, stop).
+        first = max(max(0, (-off + s - 1) // s) for off in offs)
+        stop = min(o, *((n_in - 1 - off) // s + 1 for off in offs))
+        rows = x.size // n_in
+        if stop - first < 1 or rows * o - (o - stop) - first < o:
+            return None
+        xf = x.reshape(-1)
+        y = np.empty((*x.shape[:-1], o), dtype=x.dtype)
+        yf = y.reshape(-1)
+        lo, hi = first, rows * o - (o - stop)
+
+        def tap(off: int) -> np.ndarray:
+            return xf[s * lo + off : s * (hi - 1) + off + 1 : s]
+
+        op(tap(offs[0]), tap(offs[1]), out=yf[lo:hi])
+        for off in offs[2:]:
+            op(yf[lo:hi], tap(off), out=yf[lo:hi])
+        for j in (*range(first), *range(max(stop, first), o)):
+            dst = y[..., j]
+            valid = [s * j + off for off in offs if 0 <= s * j + off < n_in]
+            if not valid:
+                dst[...] = init
+                continue
+            np.copyto(dst, x[..., valid[0]])
+            for src in valid[1:]:
+                op(dst, x[..., src], out=dst)
         return y
 
     def tap(self, buf: np.ndarray, kk: tuple) -> np.ndarray:
@@ -171,6 +278,10 @@ def max_pool(node: NodeInfo):
 
     def compute(x):
         g = geo(x.shape)
+        if g.is_global and not want_indices:
+            keep = x.shape[:2] + (1,) * (x.ndim - 2)
+            y = np.maximum.reduce(x.reshape(x.shape[0], x.shape[1], -1), axis=2).reshape(keep)
+            return (y,) if node.num_outputs == 1 else (y, None)
         y = g.reduce(x, np.maximum, _lowest(x.dtype))
         if not want_indices:
             return (y,) if node.num_outputs == 1 else (y, None)
@@ -199,6 +310,8 @@ def average_pool(node: NodeInfo):
     def compute(x):
         g = geo(x.shape)
         dt = compute_dtype(x.dtype)
+        if g.is_global:
+            return (_global_mean(x, dt),)
         y = g.reduce(x.astype(dt, copy=False), np.add, 0)
         div = divisors.get(x.shape[2:])
         if div is None:
@@ -243,18 +356,22 @@ def _spatial_axes(x: np.ndarray) -> tuple:
     return tuple(range(2, x.ndim))
 
 
+def _global_mean(x: np.ndarray, dt: np.dtype) -> np.ndarray:
+    """Mean over the spatial axes, kept as size-1 axes, computed in ``dt``."""
+    n, c = x.shape[:2]
+    plane = math.prod(x.shape[2:])
+    keep = (n, c) + (1,) * (x.ndim - 2)
+    if plane == 0 or n * c == 0:
+        return np.mean(x, axis=_spatial_axes(x), keepdims=True, dtype=dt).astype(x.dtype)
+    # A GEMV with a 1/plane vector beats numpy's row-wise mean on short rows.
+    y = x.reshape(n * c, plane).astype(dt, copy=False) @ np.full(plane, 1.0 / plane, dtype=dt)
+    return y.reshape(keep).astype(x.dtype, copy=False)
+
+
 @registry.kernel("GlobalAveragePool", since=(1, 22), types={"T": FLOAT_TYPES})
 def global_average_pool(node: NodeInfo):
     def compute(x):
-        dt = compute_dtype(x.dtype)
-        n, c = x.shape[:2]
-        plane = math.prod(x.shape[2:])
-        keep = (n, c) + (1,) * (x.ndim - 2)
-        if plane == 0 or n * c == 0:
-            return (np.mean(x, axis=_spatial_axes(x), keepdims=True, dtype=dt).astype(x.dtype),)
-        # A GEMV with a 1/plane vector beats numpy's row-wise mean on short rows.
-        y = x.reshape(n * c, plane).astype(dt, copy=False) @ np.full(plane, 1.0 / plane, dtype=dt)
-        return (y.reshape(keep).astype(x.dtype, copy=False),)
+        return (_global_mean(x, compute_dtype(x.dtype)),)
 
     return compute
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import ml_dtypes
@@ -324,19 +325,140 @@ def _log_softmax(x: np.ndarray, ax) -> np.ndarray:
     return np.subtract(out, np.log(s, out=s), out=out)
 
 
+# Last-axis rows up to this long take the row kernels below: they sum with a matrix-vector
+# product (BLAS), as np.add.reduce's per-row overhead dominates on short rows (attention's 128).
+_GEMV_MAX_ROW = 4096
+# Softmax shifts rows by the maximum of a group of this many rows (or a divisor of the row
+# count): one reduction per row costs more than the rest of the kernel on short rows.
+_SHIFT_GROUP = 16
+# A row whose exp(x - shift) sums to at least exp(-_SHIFT_SLACK) has its own maximum at most
+# _SHIFT_SLACK + ln(n) below the shift (the sum is at most n * exp(max - shift)). Each exp
+# argument then carries at most that * 2**-25 more relative rounding than with the row's own
+# maximum (5 ulp for n = 128), and only outputs below ~1e-29 can reach subnormals early.
+# Rows below it get a second pass shifted by their log-sum-exp.
+_SHIFT_SLACK = 15.0
+# When every group's maximum is within this of the largest, one scalar shift is used for all
+# rows: NumPy subtracts a scalar ~2.5x faster than a broadcast column.
+_SCALAR_SHIFT_SPREAD = 4.0
+
+
+def _row_sums(e: np.ndarray) -> np.ndarray:
+    return e @ np.ones(e.shape[1], dtype=e.dtype)
+
+
+def _softmax_rows(x2: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """Softmax over the last axis of a 2-D array and the fraction of rows that needed a
+    second pass, or None to use the general kernel.
+
+    Rows are shifted by their group's maximum (or by the overall maximum when the groups'
+    are close), which cannot overflow; rows whose own maximum may lie too far below the shift
+    (_SHIFT_SLACK) are redone. Declines (None) when any group maximum is not finite (NaN or
+    inf inputs), where rows must not share a shift.
+    """
+    r, n = x2.shape
+    g = math.gcd(r, _SHIFT_GROUP)
+    groups = x2.reshape(r // g, g * n)
+    shift = np.maximum.reduce(groups, axis=1, keepdims=True)
+    if not np.isfinite(shift).all():
+        return None
+    top = shift.max()
+    if shift.min() >= top - _SCALAR_SHIFT_SPREAD:
+        shift[...] = top
+        out = np.subtract(x2, top)
+    else:
+        out = np.subtract(groups, shift).reshape(r, n)
+    np.exp(out, out=out)
+    sums = _row_sums(out)
+    far = np.flatnonzero(sums < math.exp(-_SHIFT_SLACK))
+    if far.size:
+        row_shift = np.repeat(shift.reshape(-1), g)[far]
+        out[far] = _softmax_far_rows(x2[far], row_shift, sums[far])
+        sums[far] = 1
+    np.reciprocal(sums, out=sums)
+    out *= sums[:, None]
+    return out, far.size / r
+
+
+def _softmax_far_rows(x2: np.ndarray, shift: np.ndarray, sums: np.ndarray) -> np.ndarray:
+    """Softmax of rows whose first shift was too far above their maximum.
+
+    shift + log(sum) is the row's log-sum-exp, between its maximum and ln(n) above it: a shift
+    that is safe and close. Rows whose first sum underflowed to 0 (maximum ~100 below the
+    shift) have no such estimate and take their own maximum.
+    """
+    known = sums > 0
+    if not known.all():
+        return _softmax_own_max_rows(x2)
+    e = np.subtract(x2, (shift + np.log(sums)).astype(x2.dtype)[:, None])
+    np.exp(e, out=e)
+    e /= _row_sums(e)[:, None]
+    return e
+
+
+def _softmax_own_max_rows(x2: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis of a 2-D array, each row shifted by its own maximum."""
+    out = np.subtract(x2, np.maximum.reduce(x2, axis=1, keepdims=True))
+    np.exp(out, out=out)
+    sums = _row_sums(out)
+    out *= np.reciprocal(sums, out=sums)[:, None]
+    return out
+
+
+def _log_softmax_rows(x2: np.ndarray) -> tuple[np.ndarray, float]:
+    """LogSoftmax over the last axis of a 2-D array (and 0.0: no row needs a second pass).
+
+    Unlike softmax this keeps each row's own maximum: log(sum) cancels the shift, and with a
+    shared shift the result near 0 (a peaked row's top entry) would carry the shift's rounding.
+    """
+    out = np.subtract(x2, np.maximum.reduce(x2, axis=1, keepdims=True))
+    sums = _row_sums(np.exp(out))
+    out -= np.log(sums, out=sums)[:, None]
+    return out, 0.0
+
+
 def _hardmax(x: np.ndarray, ax) -> np.ndarray:
     out = np.zeros_like(x)
     np.put_along_axis(out, np.argmax(x, axis=ax, keepdims=True), 1, axis=ax)
     return out
 
 
-def _softmax_factory(kernel: Callable) -> Callable[[NodeInfo], Compute]:
+# A node whose rows mostly missed the shared shift (more than this fraction) runs the
+# per-row kernel for the next _RETRY_AFTER runs: its data is unlike attention scores.
+_MAX_FAR_FRACTION = 0.25
+_RETRY_AFTER = 32
+
+
+def _softmax_factory(
+    kernel: Callable,
+    rows: Callable[[np.ndarray], tuple[np.ndarray, float] | None] | None = None,
+    own_max_rows: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> Callable[[NodeInfo], Compute]:
+    """Kernel factory for a softmax-like op along one axis.
+
+    ``rows`` is a faster path for the last axis of rows up to _GEMV_MAX_ROW long; it may
+    decline (None). ``own_max_rows`` replaces it on a node where it needed too many second
+    passes.
+    """
+
     def factory(node: NodeInfo) -> Compute:
         flatten = node.since_version < 13
         axis = int(node.attr("axis", 1 if flatten else -1))
         rank = _static_rank(node)
 
         fixed = _axis(node, axis, rank) if rank else None
+        cooldown = [0]  # runs left on own_max_rows; a benign race between concurrent runs
+
+        def last_axis(x2: np.ndarray) -> np.ndarray | None:
+            if cooldown[0] > 0 and own_max_rows is not None:
+                cooldown[0] -= 1
+                return own_max_rows(x2)
+            got = rows(x2)
+            if got is None:
+                return None
+            y, far = got
+            if far > _MAX_FAR_FRACTION:
+                cooldown[0] = _RETRY_AFTER
+            return y
 
         def compute(x):
             if x.ndim == 0:
@@ -350,8 +472,14 @@ def _softmax_factory(kernel: Callable) -> Callable[[NodeInfo], Compute]:
                 # Opset < 13 coerces the input to 2-D [prod(shape[:axis]), prod(shape[axis:])].
                 xw = xw.reshape(int(np.prod(x.shape[:ax], dtype=np.int64)), -1)
                 ax = 1
-            with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-                y = kernel(xw, ax)
+            with np.errstate(invalid="ignore", divide="ignore", over="ignore", under="ignore"):
+                y = None
+                n = xw.shape[ax]
+                if rows is not None and ax == xw.ndim - 1 and 0 < n <= _GEMV_MAX_ROW:
+                    y = last_axis(xw.reshape(-1, n))
+                    y = y if y is None else y.reshape(xw.shape)
+                if y is None:
+                    y = kernel(xw, ax)
             if flatten:
                 y = y.reshape(x.shape)
             return (y if y.dtype == dt else y.astype(dt),)
@@ -362,8 +490,12 @@ def _softmax_factory(kernel: Callable) -> Callable[[NodeInfo], Compute]:
 
 
 _SM_TYPES = {"T": _FLOATS}
-registry.kernel("Softmax", since=(1, 11, 13), types=_SM_TYPES)(_softmax_factory(_softmax))
-registry.kernel("LogSoftmax", since=(1, 11, 13), types=_SM_TYPES)(_softmax_factory(_log_softmax))
+registry.kernel("Softmax", since=(1, 11, 13), types=_SM_TYPES)(
+    _softmax_factory(_softmax, _softmax_rows, _softmax_own_max_rows)
+)
+registry.kernel("LogSoftmax", since=(1, 11, 13), types=_SM_TYPES)(
+    _softmax_factory(_log_softmax, _log_softmax_rows)
+)
 registry.kernel("Hardmax", since=(1, 11, 13), types=_SM_TYPES)(_softmax_factory(_hardmax))
 
 
