@@ -6,6 +6,7 @@ transfers and buffer lifetimes. ``Plan.run`` only walks the prebuilt steps.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import heapq
 import time
@@ -31,6 +32,12 @@ from tessera._provider import CompiledSubgraph, ExecutionProvider, host_array
 from tessera._types import dtype_of_type_string
 
 HOST = "cpu"
+# The RunOptions of the run in progress in this thread, when the caller passed some: plans then
+# check ``terminate`` between steps. A context variable reaches the plans of Loop/If/Scan bodies
+# without threading the options through every kernel.
+RUN_OPTIONS: contextvars.ContextVar[Any] = contextvars.ContextVar(
+    "tessera_run_options", default=None
+)
 
 
 @dataclasses.dataclass
@@ -92,11 +99,40 @@ class Plan:
         return env
 
     def run(self, inputs: Sequence[Any], captured: Sequence[Any] = ()) -> list[Any]:
+        options = RUN_OPTIONS.get()
+        if options is not None:
+            return self._run_checked(options, inputs, captured)
         env = self._start(inputs, captured)
         try:
             for fn, ins, outs, frees in self.steps:
                 results = fn(*[env[i] for i in ins])
                 if len(results) < len(outs):  # more is allowed: unrequested optional outputs
+                    raise _ShortResult(len(results), len(outs))
+                for slot, value in zip(outs, results):
+                    env[slot] = value
+                for slot in frees:
+                    env[slot] = None
+        except TesseraError:
+            raise
+        except Exception as exc:
+            raise self._failure(fn, ins, exc) from exc
+        return [env[s] for s in self.output_slots]
+
+    def _run_checked(
+        self, options: Any, inputs: Sequence[Any], captured: Sequence[Any]
+    ) -> list[Any]:
+        """``run``, checking ``options.terminate`` before every step (and, through the nested
+        plans' own runs, every Loop or Scan iteration)."""
+        env = self._start(inputs, captured)
+        fn, ins = None, ()
+        try:
+            for fn, ins, outs, frees in self.steps:
+                if options.terminate:
+                    raise RuntimeFailure(
+                        "the run was terminated: RunOptions.terminate was set to True"
+                    )
+                results = fn(*[env[i] for i in ins])
+                if len(results) < len(outs):
                     raise _ShortResult(len(results), len(outs))
                 for slot, value in zip(outs, results):
                     env[slot] = value

@@ -23,7 +23,7 @@ from tessera._options import (
     RunOptions,
     SessionOptions,
 )
-from tessera._plan import Plan, PlanOptions, build_plan
+from tessera._plan import RUN_OPTIONS, Plan, PlanOptions, build_plan
 from tessera._profiling import Profiler
 from tessera._provider import host_array
 from tessera._types import type_string
@@ -159,11 +159,16 @@ class InferenceSession:
         """Run the model; returns the requested outputs (all when ``output_names`` is None)."""
         picks = self._pick_outputs(output_names)
         values = order_feeds(self._input_specs, input_feed)
-        if self._run_lock is not None:
-            with self._run_lock:
+        token = RUN_OPTIONS.set(run_options) if run_options is not None else None
+        try:
+            if self._run_lock is not None:
+                with self._run_lock:
+                    results = self._execute(values)
+            else:
                 results = self._execute(values)
-        else:
-            results = self._execute(values)
+        finally:
+            if token is not None:
+                RUN_OPTIONS.reset(token)
         return [host_array(results[i]) for i in picks]
 
     def _execute(self, values: list[Any]) -> list[Any]:
