@@ -11,6 +11,20 @@ from onnx import helper, numpy_helper
 
 import tessera
 
+
+@pytest.fixture
+def host_provider():
+    """Registers the NumPy-backed CUDA provider (a testing aid) and yields its name.
+
+    Defined here rather than in a conftest.py: the test tree imports the root conftest by name
+    (``from conftest import ...``), which a second conftest module would shadow."""
+    from tessera_cuda.testing import NAME, HostTestPlugin
+
+    tessera.register_plugin(HostTestPlugin)
+    yield NAME
+    tessera.unregister_plugin(HostTestPlugin)
+
+
 rng = np.random.default_rng(7)
 N = helper.make_node
 
