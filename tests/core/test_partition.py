@@ -239,3 +239,35 @@ def test_provider_that_declines_auto_selection_is_used_only_when_named(plugins, 
     )
     named = tessera.InferenceSession(_add_relu_add_model(), providers=["optin"])
     assert named.get_providers()[0] == "OptInExecutionProvider"
+
+
+class _ThreadsFactory(fp.FakeDeviceFactory):
+    name = "threaded"
+    aliases = ("ThreadedExecutionProvider",)
+    options = {"threads": fp.OptionSpec(int, 0, "host threads")}
+    threads_option = "threads"
+
+    def create(self, options):
+        provider = fp.FakeDeviceProvider(self.validate_options(options))
+        provider.name = "ThreadedExecutionProvider"
+        return provider
+
+
+def _threads_of(sess) -> int:
+    return next(p for p in sess._providers if p.name == "ThreadedExecutionProvider").options[
+        "threads"
+    ]
+
+
+def test_session_threads_reach_the_option_a_factory_names_unless_given(plugins):
+    plugins(fp.Plugin(_ThreadsFactory()))
+    opts = tessera.SessionOptions()
+    opts.intra_op_num_threads = 3
+    sess = tessera.InferenceSession(_add_relu_add_model(), opts, providers=["threaded", "cpu"])
+    assert _threads_of(sess) == 3
+    given = tessera.InferenceSession(
+        _add_relu_add_model(), opts, providers=[("threaded", {"threads": 1}), "cpu"]
+    )
+    assert _threads_of(given) == 1
+    default = tessera.InferenceSession(_add_relu_add_model(), providers=["threaded", "cpu"])
+    assert _threads_of(default) == 0

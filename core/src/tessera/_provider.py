@@ -175,6 +175,10 @@ class ProviderFactory:
     default_priority: int = 0
     """Higher runs earlier in the claim order. The CPU provider uses -1000 so it comes last."""
     options: Mapping[str, OptionSpec] = {}
+    threads_option: str = ""
+    """The option that takes ``SessionOptions.intra_op_num_threads`` (when the session sets it and
+    the user's options for this provider do not). Empty: the session's thread count is not
+    passed. (API 1.1)"""
     distribution: str = ""
 
     def devices(self) -> list[str]:

@@ -162,12 +162,9 @@ def resolve(
     created = []
     explicit = providers is not None
     for factory, options in chosen:
-        if (
-            canonical(factory.name) == "cpu"
-            and session_threads
-            and "intra_op_num_threads" not in options
-        ):
-            options = {**options, "intra_op_num_threads": session_threads}
+        key = factory.threads_option
+        if key and session_threads and key not in options and key in factory.options:
+            options = {**options, key: session_threads}
         try:
             devices = factory.devices()
         except Exception as exc:

@@ -42,7 +42,8 @@ class CPUProviderFactory(ProviderFactory):
     aliases = ("CPUExecutionProvider",)
     vendor = "Tessera"
     version = __version__
-    api_version = "1.1"  # uses ExecutionProvider.fuse
+    api_version = "1.1"  # uses ExecutionProvider.fuse and threads_option
+    threads_option = "intra_op_num_threads"
     default_priority = -1000
     distribution = "tessera-cpu"
     options = {
