@@ -5,11 +5,18 @@ model it checks that OpenVINO claimed every node, then prints median latencies a
 
     python benchmarks/openvino_bench.py                  # every model, BERT-base (12 layers)
     python benchmarks/openvino_bench.py --layers 4 --runs 20 --models resnet50,bert
+    python benchmarks/openvino_bench.py --repeats 5       # 5 blocks per model, pooled ratios
+    python benchmarks/openvino_bench.py --models relu --runs 3000   # per-call overhead
+
+Ratios are medians over rounds of tessera's time over the other's, the two timed back to back
+in the same round, so load that comes and goes moves both sides of a pair alike. ``--repeats``
+measures each model in several blocks of ``--runs`` rounds and prints the pooled figures too.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import time
@@ -28,6 +35,14 @@ F = TensorProto.FLOAT
 def light_model(name: str) -> onnx.ModelProto:
     folder = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
     return onnx.load(os.path.join(folder, f"light_{name}.onnx"))
+
+
+def one_relu(width: int = 64) -> onnx.ModelProto:
+    """One Relu on a (1, width) tensor: its time is almost all per-call overhead."""
+    x = helper.make_tensor_value_info("x", F, [1, width])
+    y = helper.make_tensor_value_info("y", F, [1, width])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "one_relu", [x], [y])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
 def bert_encoder(layers: int = 12, hidden: int = 768, heads: int = 12, seq: int = 128):
@@ -122,26 +137,43 @@ def feeds_for(model: onnx.ModelProto) -> dict[str, np.ndarray]:
     return feeds
 
 
-def medians_ms(
+def timings(
     fns: dict[str, Callable[[], object]], runs: int, warmup: int = 3
-) -> dict[str, float]:
-    """Median latency of each function; rounds are interleaved so that load from other
-    processes hits every contender alike."""
+) -> dict[str, list[float]]:
+    """Seconds per round of each function; rounds are interleaved so that load from other
+    processes hits every contender alike, and round ``r`` of each can be paired."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     times: dict[str, list[float]] = {label: [] for label in fns}
-    order = list(fns.items())
+    # Cycle through every order, so each contender runs right after each other one equally
+    # often: a rotation of three puts the same one after onnxruntime in two rounds of three, so
+    # any cost of following another engine (its threads winding down) falls unevenly.
+    orders = list(itertools.permutations(fns.items()))
     for r in range(runs):
-        # Rotate who goes first, so no contender always runs right after another one's threads.
-        for label, fn in order[r % len(order) :] + order[: r % len(order)]:
+        for label, fn in orders[r % len(orders)]:
             start = time.perf_counter()
             fn()
             times[label].append(time.perf_counter() - start)
-    return {label: statistics.median(ts) * 1e3 for label, ts in times.items()}
+    return times
 
 
-def bench(name: str, model: onnx.ModelProto, runs: int) -> dict[str, float]:
+def medians_ms(
+    fns: dict[str, Callable[[], object]], runs: int, warmup: int = 3
+) -> dict[str, float]:
+    """Median latency of each function in ms, over interleaved rounds (see :func:`timings`)."""
+    return {label: statistics.median(ts) * 1e3 for label, ts in timings(fns, runs, warmup).items()}
+
+
+def paired_ratio(ours: list[float], theirs: list[float]) -> float:
+    """Median over rounds of ours/theirs, each pair timed back to back: load that comes and goes
+    during a block moves both sides of a pair alike, where it moves two medians apart."""
+    return statistics.median(a / b for a, b in zip(ours, theirs))
+
+
+def bench(
+    name: str, model: onnx.ModelProto, runs: int, repeats: int = 1
+) -> list[dict[str, list[float]]]:
     import onnxruntime as ort
     import openvino
 
@@ -165,7 +197,8 @@ def bench(name: str, model: onnx.ModelProto, runs: int) -> dict[str, float]:
         {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"},
     )
     request = raw.create_infer_request()
-    raw_feeds = [feeds[p.get_any_name()] for p in raw.inputs]
+    # A tuple: OpenVINO's dispatcher is slowest on a list (it builds every input tensor first).
+    raw_feeds = tuple(feeds[p.get_any_name()] for p in raw.inputs)
     ort_options = ort.SessionOptions()
     # ORT's idle threads spin after each run and would slow whoever runs next in this process.
     ort_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -173,38 +206,68 @@ def bench(name: str, model: onnx.ModelProto, runs: int) -> dict[str, float]:
 
     ours, theirs = session.run(None, feeds)[0], ort_session.run(None, feeds)[0]
     err = float(np.max(np.abs(ours - theirs)) / (np.max(np.abs(theirs)) + 1e-12))
-    results = medians_ms(
-        {
-            "tessera+openvino": lambda: session.run(None, feeds),
-            "openvino (raw, f32)": lambda: request.infer(raw_feeds),
-            "onnxruntime CPU": lambda: ort_session.run(None, feeds),
-        },
-        runs,
-    )
     claimed = "all" if on_ov == nodes else f"ONLY {on_ov}/{nodes}"
     print(
         f"{name:<14} {nodes} nodes, {claimed} on OpenVINO in {parts} partition(s), "
         f"session {create_s:.2f}s, max |diff| vs ORT {err:.1e} (relative to max |output|)"
     )
-    tess = results["tessera+openvino"]
-    for label, ms in results.items():
-        print(f"    {label:<22} {ms:9.2f} ms   tessera/this = {tess / ms:5.3f}")
-    return results
+    contenders = {
+        "tessera+openvino": lambda: session.run(None, feeds),
+        "openvino (raw, f32)": lambda: request.infer(raw_feeds),
+        "onnxruntime CPU": lambda: ort_session.run(None, feeds),
+    }
+    ours = "tessera+openvino"
+    blocks = []
+    for block in range(repeats):
+        times = timings(contenders, runs)
+        blocks.append(times)
+        if repeats > 1:
+            print(f"  block {block + 1}/{repeats}")
+        for label, ts in times.items():
+            print(
+                f"    {label:<22} {statistics.median(ts) * 1e3:9.3f} ms   "
+                f"tessera/this = {paired_ratio(times[ours], ts):5.3f} (median of paired rounds)"
+            )
+    if repeats > 1:
+        pooled = {label: [t for b in blocks for t in b[label]] for label in contenders}
+        print(
+            f"  all {repeats * runs} rounds: "
+            + ", ".join(f"{k} {statistics.median(v) * 1e3:.3f} ms" for k, v in pooled.items())
+            + "; tessera/raw OV "
+            + f"{paired_ratio(pooled[ours], pooled['openvino (raw, f32)']):.3f}, tessera/ORT "
+            + f"{paired_ratio(pooled[ours], pooled['onnxruntime CPU']):.3f}"
+        )
+    return blocks
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--runs", type=int, default=30, help="interleaved rounds per block")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="blocks per model; prints median ratios"
+    )
     parser.add_argument("--layers", type=int, default=12, help="BERT encoder layers")
-    parser.add_argument("--models", default=",".join((*LIGHT, "bert")))
+    parser.add_argument(
+        "--models",
+        default=",".join((*LIGHT, "bert")),
+        help=f"comma-separated: {', '.join(LIGHT)}, bert, relu (one op: per-call overhead)",
+    )
     args = parser.parse_args()
     import openvino
 
-    print(f"openvino {openvino.__version__}, {os.cpu_count()} CPU(s), median of {args.runs} runs")
+    print(
+        f"openvino {openvino.__version__}, {os.cpu_count()} CPU(s), median of {args.runs} runs"
+        + (f" per block, {args.repeats} blocks" if args.repeats > 1 else "")
+    )
     for name in args.models.split(","):
-        model = bert_encoder(args.layers) if name == "bert" else light_model(name)
+        if name == "bert":
+            model = bert_encoder(args.layers)
+        elif name == "relu":
+            model = one_relu()
+        else:
+            model = light_model(name)
         label = f"bert-{args.layers}L" if name == "bert" else name
-        bench(label, model, args.runs)
+        bench(label, model, args.runs, args.repeats)
 
 
 if __name__ == "__main__":

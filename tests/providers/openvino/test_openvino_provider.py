@@ -1,5 +1,6 @@
 """The OpenVINO provider: what it claims, fallback around what it declines, options, precision,
-dynamic shapes, the compiled-blob cache, concurrent runs, and agreement with the CPU provider."""
+dynamic shapes, the compiled-blob cache, concurrent runs, agreement with the CPU provider, the
+GlobalAveragePool rewrite, feeds shared without a copy, and the compile config."""
 
 from __future__ import annotations
 
@@ -299,3 +300,115 @@ def test_missing_openvino_gives_no_devices_and_a_reason_that_says_how_to_install
     assert "pip install openvino" in factory.unavailable_reason
     with pytest.raises(tessera.InvalidArgument, match="unavailable: openvino is not installed"):
         factory.create({})
+
+
+def _conv_then_global_average_pool(
+    channels: int, spatial: tuple[int, ...], symbolic_spatial: bool = False
+) -> bytes:
+    """Conv with ``channels`` identical filters -> Relu -> GlobalAveragePool, batch symbolic."""
+    rng = np.random.default_rng(channels)
+    kernel = (1,) * len(spatial)
+    w = np.repeat(rng.standard_normal((1, 4, *kernel)).astype(np.float32), channels, axis=0)
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("GlobalAveragePool", ["r"], ["y"], name="gap"),
+    ]
+    dims = [f"d{i}" for i in range(len(spatial))] if symbolic_spatial else list(spatial)
+    x = helper.make_tensor_value_info("x", F, ["N", 4, *dims])
+    y = helper.make_tensor_value_info("y", F, ["N", channels, *(1,) * len(spatial)])
+    return _model(nodes, [x], [y], [onnx.numpy_helper.from_array(w, "w")], opset=13)
+
+
+@pytest.mark.parametrize(
+    "channels, spatial, symbolic",
+    [
+        (1000, (13, 13), False),  # rewritten as AvgPool over the whole window
+        (1000, (13, 13), True),  # rewritten as a ReduceMean over one flattened axis
+        (17, (4, 4, 4), False),
+        (100, (64,), True),
+    ],
+)
+def test_global_average_pool_gives_identical_channels_identical_means(channels, spatial, symbolic):
+    # OpenVINO's own GlobalAveragePool sums the channels past a multiple of 16 in another order
+    # (1000 channels: 8 of them differ by an ulp); the provider claims it rewritten.
+    model = _conv_then_global_average_pool(channels, spatial, symbolic)
+    session = tessera.InferenceSession(model, providers=["openvino"])
+    assert session.assignments["gap"] == "OpenVINOExecutionProvider"
+    x = np.random.default_rng(8).standard_normal((3, 4, *spatial)).astype(np.float32) * 50
+    (y,) = session.run(None, {"x": x})
+    assert y.shape == (3, channels, *(1,) * len(spatial))
+    for row in y.reshape(3, channels):
+        assert np.unique(row).size == 1
+    (y_cpu,) = tessera.InferenceSession(model, providers=["cpu"]).run(None, {"x": x})
+    np.testing.assert_allclose(y, y_cpu, rtol=1e-5, atol=1e-6)
+
+
+def test_suite_squeezenet_is_one_openvino_partition_with_the_suite_answer():
+    # Its 1,000 channels are identical and the softmax logits are 6.7e9: one ulp between
+    # channels makes the answer one-hot instead of uniform.
+    from onnx.backend.test.runner import Runner
+
+    folder = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
+    model = onnx.load(os.path.join(folder, "light_squeezenet.onnx"))
+    expected = onnx.numpy_helper.to_array(
+        onnx.load_tensor(os.path.join(folder, "light_squeezenet_output_0.pb"))
+    )
+    inits = {t.name for t in model.graph.initializer}
+    data = next(v for v in model.graph.input if v.name not in inits)
+    x = Runner.generate_dummy_data(data, seed=0, name="squeezenet", random=False)
+    session = tessera.InferenceSession(model.SerializeToString(), providers=["openvino"])
+    assert set(session.assignments.values()) == {"OpenVINOExecutionProvider"}
+    assert "compiled partitions: 1" in session.explain()
+    (y,) = session.run(None, {data.name: x})
+    np.testing.assert_allclose(y, expected, rtol=1e-3, atol=1e-7)
+
+
+def test_global_average_pool_of_unknown_rank_is_declined_with_the_reason():
+    nodes = [helper.make_node("GlobalAveragePool", ["x"], ["y"], name="gap")]
+    x = helper.make_tensor_value_info("x", F, None)
+    model = _model(nodes, [x], [helper.make_tensor_value_info("y", F, None)], opset=13)
+    session = tessera.InferenceSession(model, providers=["openvino", "cpu"])
+    assert session.assignments["gap"] == "CPUExecutionProvider"
+    assert "known rank >= 3" in session.explain()
+
+
+def test_feeds_reach_openvino_without_a_copy_and_are_left_unchanged(monkeypatch):
+    # The core passes feeds on as read-only views, which OpenVINO would silently copy (600 KB
+    # per squeezenet call, 4% of its run time here).
+    import tessera_openvino._provider as provider_module
+
+    made = []
+
+    class Recorded(provider_module.CompiledPartition):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(provider_module, "CompiledPartition", Recorded)
+    nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Add", ["r", "x"], ["y"])]
+    x_info = helper.make_tensor_value_info("x", F, [4, 8])
+    model = _model(nodes, [x_info], [helper.make_tensor_value_info("y", F, [4, 8])])
+    session = tessera.InferenceSession(model, providers=["openvino"])
+    x = np.random.default_rng(9).standard_normal((4, 8)).astype(np.float32)
+    before = x.copy()
+    (y,) = session.run(None, {"x": x})
+    np.testing.assert_array_equal(x, before)
+    np.testing.assert_allclose(y, np.maximum(before, 0) + before)
+    (partition,) = made
+    request = partition._pool.get_nowait()
+    assert np.shares_memory(request.get_input_tensor(0).data, x)
+    assert not np.shares_memory(y, request.get_output_tensor(0).data)
+
+
+def test_compile_config_is_one_latency_stream_in_f32():
+    import openvino
+
+    provider = _FACTORY.create({})
+    compiled = provider._compile_model(provider.core.read_model(_mlp()))
+    assert str(compiled.get_property("PERFORMANCE_HINT")) in ("LATENCY", "PerformanceMode.LATENCY")
+    assert compiled.get_property("NUM_STREAMS") == 1
+    assert compiled.get_property("INFERENCE_PRECISION_HINT") == openvino.Type.f32
+    capped = _FACTORY.create({"num_of_threads": 1})
+    compiled = capped._compile_model(capped.core.read_model(_mlp()))
+    assert compiled.get_property("INFERENCE_NUM_THREADS") == 1

@@ -14,6 +14,11 @@ from typing import Any
 
 from tessera.provider import GraphView
 from tessera_openvino._declines import decline_reason
+from tessera_openvino._lowering import (
+    LoweringError,
+    global_average_pool_outputs,
+    lower_global_average_pools,
+)
 
 _FRAMEWORK_TYPES = ("NotSupportedONNXNode", "FrameworkNode", "ONNXFrameworkNode")
 _MAX_ROUNDS = 6
@@ -26,15 +31,18 @@ def _first_line(exc: BaseException) -> str:
     return (useful or lines or [type(exc).__name__])[-1][:200]
 
 
-def _convert(core: Any, model_bytes: bytes) -> Any:
-    """The OpenVINO model for ``model_bytes``; unconvertible ops become framework nodes."""
+def _convert(core: Any, onnx_model: Any) -> Any:
+    """The OpenVINO model for ``onnx_model``, lowered (``_lowering``); unconvertible ops become
+    framework nodes."""
+    model_bytes = onnx_model.SerializeToString()
     try:
-        return core.read_model(model_bytes)
+        ov_model = core.read_model(model_bytes)
     except Exception:  # noqa: BLE001 - OpConversionFailure and friends: convert what converts
         from openvino.frontend import FrontEndManager
 
         frontend = FrontEndManager().load_by_framework("onnx")
-        return frontend.convert_partially(frontend.load(io.BytesIO(model_bytes)))
+        ov_model = frontend.convert_partially(frontend.load(io.BytesIO(model_bytes)))
+    return lower_global_average_pools(ov_model, global_average_pool_outputs(onnx_model))
 
 
 def _op_owners(ov_model: Any, producer_of: dict[str, int]) -> dict[int, list[Any]]:
@@ -86,7 +94,7 @@ def query_supported(
         extracted = view.extract(remaining)
         producer_of = {out: key for key in remaining for out in view.nodes[key].outputs if out}
         try:
-            ov_model = _convert(core, extracted.model.SerializeToString())
+            ov_model = _convert(core, extracted.model)
             owned = _op_owners(ov_model, producer_of)
             dropped = [
                 key
@@ -97,6 +105,13 @@ def query_supported(
                 reasons[key] = "OpenVINO's ONNX frontend has no conversion for this op"
             # A model with unconverted ops cannot be queried: ask again without them.
             answer = {} if dropped else core.query_model(ov_model, device)
+        except LoweringError as exc:
+            # Only the nodes that could not be lowered go; the rest is asked again.
+            lost = [k for k in remaining if set(view.nodes[k].outputs) & exc.outputs]
+            for key in lost:
+                reasons[key] = f"OpenVINO: {exc}"
+            remaining = [k for k in remaining if k not in lost]
+            continue
         except Exception as exc:  # noqa: BLE001 - whatever OpenVINO raises, decline the lot
             for key in remaining:
                 reasons[key] = f"OpenVINO could not read the subgraph: {_first_line(exc)}"

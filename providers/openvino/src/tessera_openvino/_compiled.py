@@ -33,6 +33,10 @@ class CompiledPartition:
         self._static = not ov_model.is_dynamic()
         # OpenVINO drops model inputs it does not need; feed the rest by position.
         self._feed_order = list(enumerate(feed_positions))
+        # The common case: OpenVINO reads every boundary input, in order; feed a tuple then.
+        # (Not a list: OpenVINO's dispatcher builds every input tensor to see whether a list is
+        # one input's scalars, which doubles the Python cost of a small call, 14 us to 28 us.)
+        self._feeds_in_order = list(feed_positions) == list(range(len(self._in_dtypes)))
         self._per_shape = not dynamic and not self._static
         self._lock = threading.Lock()
         self._by_shape: collections.OrderedDict[tuple, tuple[Any, queue.SimpleQueue]] = (
@@ -69,7 +73,7 @@ class CompiledPartition:
             if not array.flags.c_contiguous:
                 array = np.ascontiguousarray(array)
             elif not array.flags.writeable:
-                array = array.copy()  # OpenVINO shares only writeable buffers (model constants)
+                array = _shareable(array)
             feeds.append(array)
         if self._per_shape:
             compiled, pool = self._for_shapes(tuple(a.shape for a in feeds))
@@ -82,9 +86,10 @@ class CompiledPartition:
         try:
             # share_outputs=False: the request's buffers are reused by the next call, so the
             # caller must own its outputs; this is the only copy made.
-            results = request.infer(
-                {i: feeds[j] for i, j in self._feed_order}, share_inputs=True, share_outputs=False
-            ).to_tuple()
+            by_port = (
+                tuple(feeds) if self._feeds_in_order else {i: feeds[j] for i, j in self._feed_order}
+            )
+            results = request.infer(by_port, share_inputs=True, share_outputs=False).to_tuple()
         finally:
             pool.put(request)
         outputs = []
@@ -93,3 +98,20 @@ class CompiledPartition:
                 array = array.astype(dtype)
             outputs.append(array)
         return outputs
+
+
+def _shareable(array: np.ndarray) -> np.ndarray:
+    """``array``'s memory in a form OpenVINO shares instead of copying.
+
+    OpenVINO silently copies a read-only input, and the core hands every feed over as a
+    read-only view of the caller's array (so kernels cannot write into it). OpenVINO only reads
+    its inputs, so a writeable view of the same memory is safe to share; memory that is truly
+    read-only (a model constant, a buffer from ``np.frombuffer``) cannot be viewed writeable and
+    is copied.
+    """
+    view = array.view()
+    try:
+        view.flags.writeable = True
+    except ValueError:
+        return array.copy()
+    return view

@@ -39,7 +39,8 @@ class OpenVINOProviderFactory(ProviderFactory):
     aliases = ("OpenVINOExecutionProvider",)
     vendor = "Intel (OpenVINO), Tessera glue"
     version = __version__
-    api_version = "1.0"
+    api_version = "1.1"  # uses threads_option
+    threads_option = "num_of_threads"
     default_priority = 100
     distribution = "tessera-openvino"
     options = {

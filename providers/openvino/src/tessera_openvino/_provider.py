@@ -19,6 +19,7 @@ from tessera.provider import (
 from tessera_openvino._capability import convex_groups, query_supported
 from tessera_openvino._compiled import CompiledPartition
 from tessera_openvino._factory import PRECISIONS
+from tessera_openvino._lowering import read_model
 
 
 class BoundaryMismatch(ValueError):
@@ -96,11 +97,13 @@ class OpenVINOExecutionProvider(ExecutionProvider):
                     ov_model, extracted = queried  # the common case: one group, read once
                 else:
                     extracted = view.extract(keys).model
-                    ov_model = self.core.read_model(_bytes(extracted))
+                    ov_model = read_model(self.core, extracted)
                 positions = boundary_positions(ov_model, extracted)
             except Exception as exc:  # noqa: BLE001 - decline the group, keep the session correct
+                boundary = isinstance(exc, BoundaryMismatch)
+                why = "changes this subgraph's boundary" if boundary else "could not read it"
                 for k in keys:
-                    reasons[k] = f"OpenVINO changes this subgraph's boundary: {exc}"
+                    reasons[k] = f"OpenVINO {why}: {exc}"
                 continue
             with self._lock:
                 self._prepared[ident] = (ov_model, extracted, positions)
@@ -119,7 +122,7 @@ class OpenVINOExecutionProvider(ExecutionProvider):
             prepared = self._prepared.pop(frozenset(id(n) for n in subgraph.ir_nodes), None)
         if prepared is None:
             extracted = subgraph.extract().model
-            ov_model = self.core.read_model(_bytes(extracted))
+            ov_model = read_model(self.core, extracted)
             prepared = (ov_model, extracted, boundary_positions(ov_model, extracted))
         ov_model, extracted, positions = prepared
         graph = extracted.graph
@@ -137,7 +140,3 @@ class OpenVINOExecutionProvider(ExecutionProvider):
 
     def _compile_model(self, ov_model: Any) -> Any:
         return self.core.compile_model(ov_model, self.device_type, self.config)
-
-
-def _bytes(model: Any) -> bytes:
-    return model.SerializeToString()
