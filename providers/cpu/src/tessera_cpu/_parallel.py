@@ -3,8 +3,16 @@
 OpenBLAS's own threads spin-wait between calls; on a machine with few cores and anything else
 running, every call then stalls for a scheduler quantum (a 121-conv DenseNet took 1.3 s with two
 BLAS threads against 72 ms with one). So during a run BLAS is pinned to one thread, and large
-products are split into row blocks that run on ordinary Python threads, which block instead of
-spinning: NumPy releases the GIL inside ``matmul``.
+products are split into blocks that run on the provider's own worker threads: NumPy releases
+the GIL inside ``matmul``.
+
+The workers are not a ``ThreadPoolExecutor``: handing a block to one through its queue and
+future cost more than a medium product gained from the split (0.58 ms against 0.54 ms on one
+thread for 96x576 @ 576x784); a worker with one task slot took 0.45 ms. Handing over and joining
+still cost 30-40 us each way on this machine, so only products of about 0.5 ms and more split
+(``_MIN_FLOPS``, and ``_PARALLEL_MACS`` in kernels/_conv2d.py, tuned on the benchmark models).
+Polling for the next task before blocking (spinning) gained nothing measurable on whole models
+and would burn a core, so workers block.
 """
 
 from __future__ import annotations
@@ -12,16 +20,127 @@ from __future__ import annotations
 import itertools
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-_MIN_FLOPS = 100_000_000  # waking a pool thread costs ~100 us here: split only long products
+_MIN_FLOPS = 80_000_000  # below this (about 0.5 ms) a product runs on the calling thread
 _lock = threading.Lock()
-_pool: ThreadPoolExecutor | None = None
 _threads = 1
 _active_runs = 0
 _saved_blas: list[tuple[object, int]] = []
+
+
+class _Worker:
+    """A thread with one task slot: ``start_task`` hands it ``fn(*args)``, ``finish`` waits."""
+
+    _EXIT = object()
+
+    def __init__(self, name: str, cpu: int | None = None) -> None:
+        self._cpu = cpu
+        self._task: tuple | object | None = None
+        self._error: BaseException | None = None
+        self._ready = threading.Condition()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        if self._cpu is not None:
+            try:
+                os.sched_setaffinity(0, {self._cpu})  # this thread only (Linux)
+            except OSError:
+                pass
+        while True:
+            with self._ready:
+                while self._task is None:
+                    self._ready.wait()
+            task = self._task
+            if task is _Worker._EXIT:
+                return
+            fn, args = task
+            try:
+                fn(*args)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller by finish()
+                self._error = exc
+            finally:
+                self._task = None
+                self._done.set()
+
+    def start_task(self, fn, *args) -> None:
+        self._error = None
+        self._done.clear()
+        with self._ready:
+            self._task = (fn, args)
+            self._ready.notify()
+
+    def finish(self) -> None:
+        self._done.wait()
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def stop(self) -> None:
+        with self._ready:
+            self._task = _Worker._EXIT
+            self._ready.notify()
+
+
+class _Pool:
+    """Workers used by one caller at a time; a concurrent caller runs its blocks inline."""
+
+    def __init__(self, size: int) -> None:
+        cpus = _cpus()
+        # Worker i keeps to CPU i+1 when there are enough: left to the scheduler, a woken worker
+        # often landed on the caller's CPU and the two halves of a product ran one after the
+        # other (128x576x196 on two threads: 213 us, against 168 us on one).
+        pinned = len(cpus) > size
+        self.workers = [
+            _Worker(f"tessera-cpu-{i}", cpus[i + 1] if pinned else None) for i in range(size)
+        ]
+        self.busy = threading.Lock()
+
+    def run(self, tasks: list[tuple]) -> None:
+        """Run ``tasks`` (``(fn, *args)``): the first on this thread, the rest on workers."""
+        if len(tasks) > 1 and self.busy.acquire(blocking=False):
+            try:
+                started = []
+                for worker, (fn, *args) in zip(self.workers, tasks[1:]):
+                    worker.start_task(fn, *args)
+                    started.append(worker)
+                extra = tasks[1 + len(started) :]
+                try:
+                    fn, *args = tasks[0]
+                    fn(*args)
+                    for fn, *args in extra:
+                        fn(*args)
+                finally:
+                    errors = []
+                    for worker in started:
+                        try:
+                            worker.finish()
+                        except BaseException as exc:  # noqa: BLE001
+                            errors.append(exc)
+                if errors:
+                    raise errors[0]
+            finally:
+                self.busy.release()
+            return
+        for fn, *args in tasks:
+            fn(*args)
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+
+
+_pool: _Pool | None = None
+
+
+def _cpus() -> list[int]:
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux: no pinning
+        return []
 
 
 def default_threads() -> int:
@@ -40,13 +159,10 @@ def configure(threads: int) -> None:
         if threads == _threads and (_pool is not None or threads == 1):
             return
         # The caller computes one block itself, so the pool needs one thread fewer.
-        old, _pool = (
-            _pool,
-            (ThreadPoolExecutor(threads - 1, "tessera-cpu") if threads > 1 else None),
-        )
+        old, _pool = _pool, (_Pool(threads - 1) if threads > 1 else None)
         _threads = threads
     if old is not None:
-        old.shutdown(wait=False)
+        old.stop()
 
 
 def _blas_controllers() -> list:
@@ -124,12 +240,7 @@ def matmul(a: np.ndarray, b: np.ndarray, epilogue=None) -> np.ndarray:
         if epilogue is not None:
             epilogue(out[index], index)
 
-    futures = [pool.submit(block, s, e) for s, e in itertools.pairwise(bounds[1:])]
-    try:
-        block(bounds[0], bounds[1])  # the calling thread takes the first block
-    finally:
-        for f in futures:
-            f.result()
+    pool.run([(block, s, e) for s, e in itertools.pairwise(bounds)])
     return out
 
 
@@ -155,9 +266,4 @@ def run_chunks(count: int, fn, *, parallel: bool = True) -> None:
         return
     n = min(n, count)
     bounds = [count * i // n for i in range(n + 1)]
-    futures = [pool.submit(fn, bounds[i], bounds[i + 1]) for i in range(1, n)]
-    try:
-        fn(bounds[0], bounds[1])
-    finally:
-        for f in futures:
-            f.result()
+    pool.run([(fn, bounds[i], bounds[i + 1]) for i in range(n)])
