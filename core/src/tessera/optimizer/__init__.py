@@ -25,6 +25,7 @@ from tessera.optimizer.constant_folding import (
     kernel_evaluator,
 )
 from tessera.optimizer.conv_bn import fold_conv_batchnorm
+from tessera.optimizer.conv_mul_add import fold_conv_mul_add
 from tessera.optimizer.dead_code import remove_dead_code, remove_unused_initializers
 from tessera.optimizer.gelu import fuse_gelu
 from tessera.optimizer.identity_elimination import eliminate_identities
@@ -127,6 +128,7 @@ def optimize(
     changes["cse"] = eliminate_common_subexpressions(graph)
     if value >= GraphOptimizationLevel.ORT_ENABLE_EXTENDED:
         changes["conv_bn"] = fold_conv_batchnorm(graph)
+        changes["conv_mul_add"] = fold_conv_mul_add(graph)
         changes["matmul_add"] = fuse_matmul_add(graph)
         changes["layer_norm"] = fuse_layer_norm(graph, opset)
         changes["gelu"] = fuse_gelu(graph, opset)
