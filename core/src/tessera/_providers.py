@@ -108,8 +108,11 @@ def resolve(
     provider_options: Sequence[Mapping[str, Any]] | None,
     fallback: bool,
     session_threads: int = 0,
+    session_values: Mapping[str, Any] | None = None,
 ) -> list[tuple[ProviderFactory, ExecutionProvider, dict]]:
-    """Create the session's providers, in claim order."""
+    """Create the session's providers, in claim order. ``session_values`` are SessionOptions a
+    factory receives when it declares an option of the same name (``enable_cpu_mem_arena``) and
+    the user's options for it do not set one."""
     requested: list[tuple[str, dict]] = []
     if providers is None:
         env = [p.strip() for p in os.environ.get("TESSERA_PROVIDERS", "").split(",") if p.strip()]
@@ -165,6 +168,9 @@ def resolve(
         key = factory.threads_option
         if key and session_threads and key not in options and key in factory.options:
             options = {**options, key: session_threads}
+        for name, value in (session_values or {}).items():
+            if name in factory.options and name not in options:
+                options = {**options, name: value}
         try:
             devices = factory.devices()
         except Exception as exc:

@@ -76,7 +76,11 @@ class InferenceSession:
         )
         self._model = prepare_model(path_or_bytes, max_subgraph_depth=opts.max_subgraph_depth)
         created = _providers.resolve(
-            providers, provider_options, not opts.fallback_disabled, opts.intra_op_num_threads
+            providers,
+            provider_options,
+            not opts.fallback_disabled,
+            opts.intra_op_num_threads,
+            {"enable_cpu_mem_arena": bool(opts.enable_cpu_mem_arena)},
         )
         if not created:
             raise InvalidArgument("no provider could be created for this session")

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tessera.provider import ExecutionProvider, Fusion, GraphView, OptionSpec, ProviderFactory
-from tessera_cpu import __version__, _parallel
+from tessera_cpu import __version__, _arena, _parallel
 
 
 class CPUExecutionProvider(ExecutionProvider):
@@ -22,6 +22,8 @@ class CPUExecutionProvider(ExecutionProvider):
         self.registry = registry
         _parallel.configure(int(self.options.get("intra_op_num_threads") or 0))
         self._pin_blas = int(self.options.get("blas_threads", 1)) == 1
+        if self.options.get("enable_cpu_mem_arena", True):
+            _arena.enable()
 
     def fuse(self, view: GraphView) -> list[Fusion]:
         from tessera_cpu._fusion import fusions
@@ -57,6 +59,12 @@ class CPUProviderFactory(ProviderFactory):
             1,
             "1 pins BLAS to one thread during runs (robust when the machine is shared); "
             "0 leaves BLAS's own threading, faster on an otherwise idle machine",
+        ),
+        "enable_cpu_mem_arena": OptionSpec(
+            bool,
+            True,
+            "keep freed memory in the process for the next run's arrays (glibc, process-wide); "
+            "SessionOptions.enable_cpu_mem_arena sets it",
         ),
     }
 
