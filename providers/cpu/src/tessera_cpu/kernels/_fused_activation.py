@@ -56,6 +56,12 @@ def build(node: NodeInfo) -> Callable[[np.ndarray], None] | None:
         raise ValueError(
             f"{node.describe()}: activation {op!r} is not one of {sorted(ELEMENTWISE)}"
         )
+    if op == "Relu":  # the Relu kernel's np.maximum(x, 0), written in place
+
+        def relu(y: np.ndarray) -> None:
+            np.maximum(y, y.dtype.type(0), out=y)
+
+        return relu
     if op == "Clip":
         lo = float(node.attr(PREFIX + "min", -np.inf))
         hi = float(node.attr(PREFIX + "max", np.inf))
