@@ -7,6 +7,7 @@ import onnx
 import pytest
 from conftest import make_model, tensor
 from onnx import helper
+from support import fake_providers as fp
 
 import tessera
 from tessera.provider import (
@@ -15,7 +16,6 @@ from tessera.provider import (
     KernelRegistry,
     ProviderFactory,
 )
-from tessera_registry import hookimpl
 
 DOMAIN = "test.fusing"
 registry = KernelRegistry("FusingExecutionProvider")
@@ -66,12 +66,6 @@ class FusingFactory(ProviderFactory):
         return FusingProvider(self.validate_options(options))
 
 
-class Plugin:
-    @hookimpl
-    def tessera_provider_factories(self):
-        return [FusingFactory()]
-
-
 def _mul_add_model(extra_output: bool = False) -> bytes:
     nodes = [
         helper.make_node("Mul", ["x", "y"], ["m"], name="mul"),
@@ -88,7 +82,7 @@ def _mul_add_proposal(view):
 
 @pytest.fixture
 def fusing(plugins, monkeypatch):
-    plugins(Plugin())
+    plugins(fp.Plugin(FusingFactory()))
     calls.clear()
     yield
     monkeypatch.setattr(FusingProvider, "proposals", staticmethod(lambda view: []))

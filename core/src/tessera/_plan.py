@@ -99,40 +99,19 @@ class Plan:
         return env
 
     def run(self, inputs: Sequence[Any], captured: Sequence[Any] = ()) -> list[Any]:
+        # RunOptions given to this run (through a context variable, so nested Loop/If/Scan plans
+        # see them too): ``terminate`` is checked before every step.
         options = RUN_OPTIONS.get()
-        if options is not None:
-            return self._run_checked(options, inputs, captured)
-        env = self._start(inputs, captured)
-        try:
-            for fn, ins, outs, frees in self.steps:
-                results = fn(*[env[i] for i in ins])
-                if len(results) < len(outs):  # more is allowed: unrequested optional outputs
-                    raise _ShortResult(len(results), len(outs))
-                for slot, value in zip(outs, results):
-                    env[slot] = value
-                for slot in frees:
-                    env[slot] = None
-        except TesseraError:
-            raise
-        except Exception as exc:
-            raise self._failure(fn, ins, exc) from exc
-        return [env[s] for s in self.output_slots]
-
-    def _run_checked(
-        self, options: Any, inputs: Sequence[Any], captured: Sequence[Any]
-    ) -> list[Any]:
-        """``run``, checking ``options.terminate`` before every step (and, through the nested
-        plans' own runs, every Loop or Scan iteration)."""
         env = self._start(inputs, captured)
         fn, ins = None, ()
         try:
             for fn, ins, outs, frees in self.steps:
-                if options.terminate:
+                if options is not None and options.terminate:
                     raise RuntimeFailure(
                         "the run was terminated: RunOptions.terminate was set to True"
                     )
                 results = fn(*[env[i] for i in ins])
-                if len(results) < len(outs):
+                if len(results) < len(outs):  # more is allowed: unrequested optional outputs
                     raise _ShortResult(len(results), len(outs))
                 for slot, value in zip(outs, results):
                     env[slot] = value
