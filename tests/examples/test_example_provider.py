@@ -104,12 +104,14 @@ def test_discovering_the_example_does_not_import_its_kernels():
     assert out.stdout.split() == ["True", "False"], out.stderr
 
 
-def test_default_order_asks_the_example_before_cpu(default_order):
+def test_the_example_ranks_before_cpu_but_joins_only_sessions_that_name_it(default_order):
     names = tessera.get_available_providers()
     assert names.index("ExampleExecutionProvider") < names.index("CPUExecutionProvider")
-    session = tessera.InferenceSession(_mixed_model())
-    providers = session.get_providers()
-    assert providers.index("ExampleExecutionProvider") < providers.index("CPUExecutionProvider")
+    assert (
+        "ExampleExecutionProvider" not in tessera.InferenceSession(_mixed_model()).get_providers()
+    )
+    named = tessera.InferenceSession(_mixed_model(), providers=["example"])
+    assert named.get_providers() == ["ExampleExecutionProvider", "CPUExecutionProvider"]
 
 
 def test_example_claims_its_float_ops_and_cpu_runs_the_rest():

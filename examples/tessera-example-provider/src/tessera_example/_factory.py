@@ -67,6 +67,13 @@ class ExampleProviderFactory(ProviderFactory):
     def devices(self) -> list[str]:
         return ["example:0"]
 
+    def auto_select(self) -> bool:
+        # An example, not hardware: it joins only sessions that name it. Left in default
+        # sessions it would split every model it is installed next to (the test environment
+        # installs it), moving values to its pretend device and back for no gain. A real
+        # provider returns True where its device is faster than the CPU provider.
+        return False
+
     def validate_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
         options = dict(options)
         flag = options.get("claim_matmul")
