@@ -271,3 +271,40 @@ def test_session_threads_reach_the_option_a_factory_names_unless_given(plugins):
     assert _threads_of(given) == 1
     default = tessera.InferenceSession(_add_relu_add_model(), providers=["threaded", "cpu"])
     assert _threads_of(default) == 0
+
+
+def test_io_binding_keeps_an_output_on_the_device_that_computes_it(plugins):
+    plugins(fp.Plugin(fp.FakeDeviceFactory()))
+    sess = tessera.InferenceSession(
+        _add_relu_add_model(), providers=["FakeDeviceExecutionProvider"]
+    )
+    feeds, expected = _feeds()
+    binding = sess.io_binding()
+    for name, value in feeds.items():
+        binding.bind_cpu_input(name, value)
+    binding.bind_output("z", "fake")
+    fp.transfer_log.clear()
+    sess.run_with_iobinding(binding)
+    # x, y in; s out for the CPU Mul; m back in; z stays on the device: one to_host only.
+    assert fp.transfer_log.count("to_host") == 1
+    (z,) = binding.get_outputs()
+    assert z.device_name() == "fake" and isinstance(z.device_value(), fp.DeviceArray)
+    assert z.shape() == [2, 3] and z.data_type() == "tensor(float)"
+    np.testing.assert_allclose(z.numpy(), expected)
+    np.testing.assert_allclose(binding.copy_outputs_to_cpu()[0], expected)
+    # Bound to the host again, the output comes back as NumPy.
+    binding.bind_output("z")
+    sess.run_with_iobinding(binding)
+    assert isinstance(binding.get_outputs()[0].device_value(), np.ndarray)
+
+
+def test_io_binding_refuses_a_device_that_does_not_compute_the_output(plugins):
+    plugins(fp.Plugin(fp.FakeDeviceFactory()))
+    sess = tessera.InferenceSession(_add_relu_add_model(), providers=["cpu"])
+    binding = sess.io_binding()
+    feeds, _ = _feeds()
+    for name, value in feeds.items():
+        binding.bind_cpu_input(name, value)
+    binding.bind_output("z", "fake")
+    with pytest.raises(tessera.InvalidArgument, match="computed on 'cpu', not on 'fake'"):
+        sess.run_with_iobinding(binding)

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from tessera._errors import InvalidArgument
+from tessera._provider import host_array
 from tessera._types import value_type_string
 
 
 class OrtValue:
     """A value with a device, as onnxruntime's OrtValue. Host values wrap a NumPy array."""
 
-    def __init__(self, value: Any, device_type: str = "cpu", device_id: int = 0) -> None:
+    def __init__(
+        self,
+        value: Any,
+        device_type: str = "cpu",
+        device_id: int = 0,
+        to_host: Callable[[Any], Any] | None = None,
+    ) -> None:
         self._value = value
         self._device = (device_type.lower(), int(device_id))
+        self._to_host = to_host  # the producing provider's, for a value kept on its device
 
     @classmethod
     def ortvalue_from_numpy(
@@ -29,19 +38,32 @@ class OrtValue:
         return cls(np.asarray(array), device_type, device_id)
 
     def numpy(self) -> np.ndarray:
+        """The value on the host (a copy from the device for a device value)."""
+        if self._to_host is not None:
+            return np.asarray(self._to_host(self._value))
         return self._value if isinstance(self._value, np.ndarray) else np.asarray(self._value)
 
     def shape(self) -> list[int]:
-        return list(np.shape(self._value))
+        shape = getattr(self._value, "shape", None)
+        if shape is None and self._to_host is not None:
+            shape = np.shape(self.numpy())  # a device type without .shape: ask through a copy
+        return list(shape) if shape is not None else list(np.shape(self._value))
 
     def data_type(self) -> str:
-        return value_type_string(self._value)
+        if self._to_host is None:
+            return value_type_string(self._value)
+        dtype = getattr(self._value, "dtype", None)
+        return value_type_string(np.empty(0, dtype) if dtype is not None else self.numpy())
+
+    def device_value(self) -> Any:
+        """The provider's own object for this value (a device array for a device value)."""
+        return self._value
 
     def device_name(self) -> str:
         return self._device[0]
 
     def is_tensor(self) -> bool:
-        return isinstance(self._value, np.ndarray)
+        return isinstance(self._value, np.ndarray) or self._to_host is not None
 
 
 class IOBinding:
@@ -52,6 +74,7 @@ class IOBinding:
         self._inputs: dict[str, Any] = {}
         self._outputs: list[str] = []
         self._output_buffers: dict[str, np.ndarray] = {}
+        self._output_devices: dict[str, tuple[str, int]] = {}
         self._results: list[OrtValue] = []
 
     def bind_cpu_input(self, name: str, arr: np.ndarray) -> None:
@@ -83,15 +106,16 @@ class IOBinding:
         shape: Any = None,
         buffer_ptr: Any = None,
     ) -> None:
-        if device_type.lower() != "cpu":
-            raise InvalidArgument(
-                f"output {name!r}: binding to device {device_type!r} needs a provider for it"
-            )
         if buffer_ptr is not None:
             raise InvalidArgument(
-                f"output {name!r}: binding a raw buffer pointer is not supported on cpu; "
-                "use bind_ortvalue_output or omit the buffer"
+                f"output {name!r}: binding a raw buffer pointer is not supported; omit the "
+                "buffer (the output is allocated by the provider) or use bind_ortvalue_output"
             )
+        if device_type.lower() == "cpu":
+            self._output_devices.pop(name, None)
+        else:
+            # Kept on the device that computes it: checked at run time against the plan.
+            self._output_devices[name] = (device_type.lower(), int(device_id))
         if name not in self._outputs:
             self._outputs.append(name)
 
@@ -106,6 +130,7 @@ class IOBinding:
     def clear_binding_outputs(self) -> None:
         self._outputs.clear()
         self._output_buffers.clear()
+        self._output_devices.clear()
 
     def synchronize_inputs(self) -> None:
         """Host bindings need no synchronisation."""
@@ -114,9 +139,27 @@ class IOBinding:
         """Host bindings need no synchronisation."""
 
     def _run(self, run_options) -> None:
-        names = self._outputs or [o.name for o in self._session.get_outputs()]
-        results = self._session.run(names, self._inputs, run_options)
-        for name, value in zip(names, results):
+        session = self._session
+        names = self._outputs or [o.name for o in session.get_outputs()]
+        picks = session._pick_outputs(names)
+        plan = session._plan
+        keep: dict[int, tuple[str, int]] = {}
+        for name, i in zip(names, picks):
+            wanted = self._output_devices.get(name)
+            if wanted is None:
+                continue
+            device = plan.output_devices[i]
+            if device.split(":")[0].lower() != wanted[0] or plan.output_to_host[i] is None:
+                raise InvalidArgument(
+                    f"output {name!r} is computed on {device!r}, not on {wanted[0]!r}; bind it "
+                    f"to 'cpu', or to the device of the provider that computes it"
+                )
+            keep[i] = wanted
+        values = session._run_values(self._inputs, run_options, frozenset(keep))
+        results = [values[i] if i in keep else host_array(values[i]) for i in picks]
+        for name, value, i in zip(names, results, picks):
+            if i in keep:
+                continue
             buf = self._output_buffers.get(name)
             if buf is not None:
                 if buf.shape != np.shape(value) or buf.dtype != value.dtype:
@@ -125,7 +168,10 @@ class IOBinding:
                         f"{buf.dtype}{list(buf.shape)}"
                     )
                 np.copyto(buf, value)
-        self._results = [OrtValue(v) for v in results]
+        self._results = [
+            OrtValue(v, *keep[i], to_host=plan.output_to_host[i]) if i in keep else OrtValue(v)
+            for v, i in zip(results, picks)
+        ]
 
     def get_outputs(self) -> list[OrtValue]:
         return list(self._results)

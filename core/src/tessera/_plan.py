@@ -76,6 +76,11 @@ class Plan:
         self.input_slots: list[int] = []
         self.captured_slots: list[int] = []
         self.output_slots: list[int] = []
+        # Main graph only: outputs stay where they were computed until the end of the run,
+        # where ``output_to_host`` (the producing device's to_host, None on the host) brings
+        # them back, unless the caller keeps them on the device (IOBinding.bind_output).
+        self.output_to_host: list[Callable[[Any], Any] | None] = []
+        self.output_devices: list[str] = []
         self.steps: list[tuple[Callable, tuple[int, ...], tuple[int, ...], tuple[int, ...]]] = []
         self.step_info: list[StepInfo] = []
         self.assignments: dict[str, str] = {}
@@ -98,7 +103,22 @@ class Plan:
             env[slot] = value
         return env
 
-    def run(self, inputs: Sequence[Any], captured: Sequence[Any] = ()) -> list[Any]:
+    def _outputs(self, env: list[Any], keep: frozenset[int]) -> list[Any]:
+        if not self.output_to_host:
+            return [env[s] for s in self.output_slots]
+        return [
+            env[slot] if move is None or i in keep else move(env[slot])
+            for i, (slot, move) in enumerate(zip(self.output_slots, self.output_to_host))
+        ]
+
+    def run(
+        self,
+        inputs: Sequence[Any],
+        captured: Sequence[Any] = (),
+        keep: frozenset[int] = frozenset(),
+    ) -> list[Any]:
+        """Run the steps; outputs come back on the host except those whose index is in ``keep``,
+        which stay on the device that computed them."""
         # RunOptions given to this run (through a context variable, so nested Loop/If/Scan plans
         # see them too): ``terminate`` is checked before every step.
         options = RUN_OPTIONS.get()
@@ -121,10 +141,14 @@ class Plan:
             raise
         except Exception as exc:
             raise self._failure(fn, ins, exc) from exc
-        return [env[s] for s in self.output_slots]
+        return self._outputs(env, keep)
 
     def run_profiled(
-        self, inputs: Sequence[Any], captured: Sequence[Any], events: list
+        self,
+        inputs: Sequence[Any],
+        captured: Sequence[Any],
+        events: list,
+        keep: frozenset[int] = frozenset(),
     ) -> list[Any]:
         """Like :meth:`run`, recording one (StepInfo, start_s, duration_s, inputs, outputs) per step."""
         env = self._start(inputs, captured)
@@ -144,7 +168,7 @@ class Plan:
                 env[slot] = value
             for slot in frees:
                 env[slot] = None
-        return [env[s] for s in self.output_slots]
+        return self._outputs(env, keep)
 
     def _failure(self, fn: Callable, ins: tuple, exc: Exception) -> RuntimeFailure:
         for info, step in zip(self.step_info, self.steps):
@@ -285,7 +309,18 @@ class _Builder:
         for v in graph.outputs:
             if v.name not in self.slot_of:
                 raise InvalidGraph(f"graph output {v.name!r} is never produced")
-            plan.output_slots.append(self._on_device(self.slot_of[v.name], HOST, None))
+            slot = self.slot_of[v.name]
+            device = self.device_of[slot]
+            if self.depth > 0 or device == HOST:
+                plan.output_slots.append(self._on_device(slot, HOST, None))
+                plan.output_to_host.append(None)
+                plan.output_devices.append(HOST)
+                continue
+            producer = self._device_provider.get(device)
+            plan.output_slots.append(slot)
+            plan.output_to_host.append(producer.to_host if producer is not None else None)
+            plan.output_devices.append(device)
+            plan.transfers += 1  # made at the end of the run, unless the caller keeps it there
         self._plan_frees()
         return plan
 

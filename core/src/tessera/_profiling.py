@@ -28,10 +28,10 @@ class Profiler:
         self.events: list[dict] = []
         self._lock = threading.Lock()
 
-    def record(self, plan, values: list[Any]) -> list[Any]:
+    def record(self, plan, values: list[Any], keep: frozenset[int] = frozenset()) -> list[Any]:
         steps: list = []
         start = time.perf_counter()
-        results = plan.run_profiled(values, (), steps)
+        results = plan.run_profiled(values, (), steps, keep)
         total = time.perf_counter() - start
         tid = threading.get_ident() % 100000
         events = [

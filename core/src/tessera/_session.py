@@ -162,20 +162,28 @@ class InferenceSession:
     ) -> list[Any]:
         """Run the model; returns the requested outputs (all when ``output_names`` is None)."""
         picks = self._pick_outputs(output_names)
+        results = self._run_values(input_feed, run_options)
+        return [host_array(results[i]) for i in picks]
+
+    def _run_values(
+        self,
+        input_feed: Mapping[str, Any],
+        run_options: RunOptions | None = None,
+        keep: frozenset[int] = frozenset(),
+    ) -> list[Any]:
+        """Every output of one run, in graph order; those in ``keep`` stay on their device."""
         values = order_feeds(self._input_specs, input_feed)
         token = RUN_OPTIONS.set(run_options) if run_options is not None else None
         try:
             if self._run_lock is not None:
                 with self._run_lock:
-                    results = self._execute(values)
-            else:
-                results = self._execute(values)
+                    return self._execute(values, keep)
+            return self._execute(values, keep)
         finally:
             if token is not None:
                 RUN_OPTIONS.reset(token)
-        return [host_array(results[i]) for i in picks]
 
-    def _execute(self, values: list[Any]) -> list[Any]:
+    def _execute(self, values: list[Any], keep: frozenset[int] = frozenset()) -> list[Any]:
         plan = self._plan
         for hook in plan.run_start_hooks:
             hook()
@@ -184,8 +192,8 @@ class InferenceSession:
             # warnings about them are noise to the caller, as onnxruntime gives none.
             with np.errstate(all="ignore"):
                 if self._profiler is not None:
-                    return self._profiler.record(plan, values)
-                return plan.run(values)
+                    return self._profiler.record(plan, values, keep)
+                return plan.run(values, keep=keep)
         finally:
             for hook in plan.run_end_hooks:
                 hook()

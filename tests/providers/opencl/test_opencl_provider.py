@@ -160,3 +160,25 @@ def test_explain_names_the_provider_and_device():
     data = model([helper.make_node("Abs", ["x"], ["y"])], [vi("x", [2], F)], [vi("y", [2], F)])
     sess = strict_session(data)
     assert "OpenCLExecutionProvider: 1 node(s)" in sess.explain()
+
+
+def test_io_binding_keeps_outputs_in_device_buffers():
+    import pyopencl.array as cla
+
+    data = model(
+        [helper.make_node("Add", ["x", "y"], ["s"]), helper.make_node("Relu", ["s"], ["z"])],
+        [vi("x", [2, 3]), vi("y", [2, 3])],
+        [vi("z", [2, 3])],
+    )
+    sess = strict_session(data)
+    x = np.arange(-3, 3, dtype=np.float32).reshape(2, 3)
+    y = np.full((2, 3), 0.5, np.float32)
+    binding = sess.io_binding()
+    binding.bind_cpu_input("x", x)
+    binding.bind_cpu_input("y", y)
+    binding.bind_output("z", "opencl")
+    sess.run_with_iobinding(binding)
+    (z,) = binding.get_outputs()
+    assert z.device_name() == "opencl" and isinstance(z.device_value(), cla.Array)
+    assert z.shape() == [2, 3] and z.data_type() == "tensor(float)"
+    np.testing.assert_array_equal(z.numpy(), np.maximum(x + y, 0))
