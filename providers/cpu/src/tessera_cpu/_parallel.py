@@ -10,6 +10,7 @@ The workers are not a ``ThreadPoolExecutor``: handing a block to one through its
 future cost more than a medium product gained from the split (0.58 ms against 0.54 ms on one
 thread for 96x576 @ 576x784); a worker with one task slot took 0.45 ms. Handing over and joining
 still cost 30-40 us each way on this machine, so only products of about 0.5 ms and more split
+(convolutions from about 0.3 ms, their split also spreads the column copies)
 (``_MIN_FLOPS``, and ``_PARALLEL_MACS`` in kernels/_conv2d.py, tuned on the benchmark models).
 Polling for the next task before blocking (spinning) gained nothing measurable on whole models
 and would burn a core, so workers block.

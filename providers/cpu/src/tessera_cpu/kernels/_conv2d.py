@@ -26,10 +26,10 @@ from numpy.lib.stride_tricks import as_strided
 
 from tessera_cpu import _parallel
 
-# Below this many multiply-adds (about 0.5 ms on one thread) a convolution runs on the calling
+# Below this many multiply-adds (about 0.3 ms on one thread) a convolution runs on the calling
 # thread: handing half to a worker and joining it costs 30-40 us each way here, and smaller
 # convolutions lost more than they gained (tuned on the benchmark models).
-_PARALLEL_MACS = 40_000_000
+_PARALLEL_MACS = 25_000_000
 # Output planes at least this large are split by rows (each thread builds its own columns);
 # smaller ones are split by output channels over columns built once.
 _ROW_SPLIT_PIXELS = 1024
