@@ -67,6 +67,7 @@ def partition_graph(
     infos: dict[int, NodeInfo],
     providers: Sequence[ExecutionProvider],
     opsets: Mapping[str, int] | None = None,
+    optimization_level: int = 99,
 ) -> PartitionResult:
     """Ask each provider, in order, for claims over the nodes still unassigned."""
     owner: dict[int, Partition] = {}
@@ -78,7 +79,7 @@ def partition_graph(
         if not free:
             break
         try:
-            view = GraphView(free, graph, {k: nodes[k] for k in free}, opsets)
+            view = GraphView(free, graph, {k: nodes[k] for k in free}, opsets, optimization_level)
             claims = list(provider.get_capability(view) or [])
         except Exception as exc:  # noqa: BLE001 - a plugin may raise anything; isolate it
             rejected.append(f"{provider.name}: get_capability raised {type(exc).__name__}: {exc}")

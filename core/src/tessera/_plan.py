@@ -58,7 +58,12 @@ class PlanOptions:
     fallback_disabled: bool = False
     max_depth: int = 64
     max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES
-    fuse: bool = False  # ask providers for fusions (ORT_ENABLE_EXTENDED and above)
+    optimization_level: int = 99  # SessionOptions.graph_optimization_level
+
+    @property
+    def fuse(self) -> bool:
+        """Ask providers for fusions (ORT_ENABLE_EXTENDED and above)."""
+        return self.optimization_level >= 2
 
 
 class _ShortResult(Exception):
@@ -287,7 +292,14 @@ class _Builder:
         for info in infos.values():
             info.max_tensor_bytes = self.options.max_tensor_bytes
             self._check_static_sizes(info)
-        result = partition_graph(graph, nodes, infos, self.options.providers, self.options.opsets)
+        result = partition_graph(
+            graph,
+            nodes,
+            infos,
+            self.options.providers,
+            self.options.opsets,
+            int(self.options.optimization_level),
+        )
         plan.rejected_claims.extend(result.rejected)
         if len(result.owner) != len(infos):
             raise unclaimed_error(

@@ -43,6 +43,14 @@ class GraphView:
     graph: Any  # the onnx_ir.Graph
     ir_nodes: dict[int, Any] = dataclasses.field(default_factory=dict)  # key -> onnx_ir.Node
     opsets: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    # SessionOptions.graph_optimization_level (ORT's values; 99 = ORT_ENABLE_ALL). A provider
+    # that fuses inside its claims fuses only from 2 (ORT_ENABLE_EXTENDED) up, as onnxruntime.
+    optimization_level: int = 99
+
+    @property
+    def fusion_allowed(self) -> bool:
+        """Whether the session's optimization level allows provider fusions (API 1.1)."""
+        return self.optimization_level >= 2
 
     def __iter__(self):
         return iter(self.nodes.items())

@@ -17,7 +17,6 @@ from tessera._errors import InvalidArgument, InvalidGraph, TesseraError
 from tessera._feeds import InputSpec, input_spec, order_feeds
 from tessera._model import prepare_model
 from tessera._options import (
-    GraphOptimizationLevel,
     ModelMetadata,
     NodeArg,
     RunOptions,
@@ -114,7 +113,7 @@ class InferenceSession:
                 opts.fallback_disabled,
                 opts.max_subgraph_depth,
                 opts.max_tensor_bytes,
-                fuse=opts.graph_optimization_level >= GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                optimization_level=int(opts.graph_optimization_level),
             ),
         )
         initializer_names = set(graph.initializers)

@@ -205,6 +205,21 @@ def test_float_chain_is_one_compiled_claim_and_matches_cpu(host_provider):
     )
 
 
+def test_chains_do_not_fuse_below_ort_enable_extended(host_provider):
+    opts = tessera.SessionOptions()
+    opts.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
+    opts.graph_optimization_level = tessera.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    sess = tessera.InferenceSession(_chain_model(), opts, providers=[host_provider])
+    assert "compiled partitions" not in sess.explain()
+    feeds = {"x": _f(2, 3), "b": _f(3)}
+    np.testing.assert_allclose(
+        sess.run(None, feeds)[0],
+        cpu_session(_chain_model()).run(None, feeds)[0],
+        rtol=1e-6,
+        atol=1e-7,
+    )
+
+
 def test_value_read_outside_the_chain_breaks_it():
     import onnx_ir as ir
 

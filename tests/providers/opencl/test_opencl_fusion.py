@@ -225,3 +225,11 @@ def test_empty_and_scalar_tensors_run_through_a_chain():
         (y,) = sess.run(None, feeds)
         assert y.shape == shape
         np.testing.assert_allclose(y, np.abs(feeds["x"]) + 2.0, rtol=1e-6)
+
+
+def test_below_ort_enable_extended_nothing_fuses():
+    opts = tessera.SessionOptions()
+    opts.graph_optimization_level = tessera.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    sess = tessera.InferenceSession(_gelu_bias_model(), opts, providers=["opencl", "cpu"])
+    assert _compiled_steps(sess) == []
+    assert _compiled_steps(_session(_gelu_bias_model())) != []

@@ -80,7 +80,10 @@ class CUDAExecutionProvider(ExecutionProvider):
 
     def get_capability(self, view: GraphView) -> list[Claim]:
         ok = [key for key, node in view if self._why_not(node) is None]
-        grouped = chains(view, [k for k in ok if fusable(view.nodes[k])])
+        # Chains fuse only where the session's optimization level allows provider fusions.
+        grouped = (
+            chains(view, [k for k in ok if fusable(view.nodes[k])]) if view.fusion_allowed else []
+        )
         fused = {k for g in grouped for k in g}
         claims = [Claim(tuple(g), kind="compiled", note="fused elementwise chain") for g in grouped]
         claims += [Claim((k,)) for k in ok if k not in fused]

@@ -67,7 +67,7 @@ class OpenCLProviderFactory(ProviderFactory):
     aliases = ("OpenCLExecutionProvider",)
     vendor = "Tessera"
     version = __version__
-    api_version = "1.0"
+    api_version = "1.1"  # uses GraphView.fusion_allowed
     default_priority = 50
     distribution = "tessera-opencl"
     options = {

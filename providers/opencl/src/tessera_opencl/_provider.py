@@ -71,10 +71,11 @@ class OpenCLExecutionProvider(ExecutionProvider):
     def get_capability(self, view: GraphView) -> list[Claim]:
         """One kernel claim per node this device runs, except that chains of elementwise nodes
         whose intermediates stay inside the chain are claimed as one group, compiled into a
-        single generated kernel (``fuse_elementwise`` turns this off)."""
+        single generated kernel (``fuse_elementwise`` turns this off, and so does an
+        optimization level below ORT_ENABLE_EXTENDED)."""
         claimed = {key: node for key, node in view if self._why_not(node) is None}
         chains: list[tuple[int, ...]] = []
-        if self.options.get("fuse_elementwise", True):
+        if self.options.get("fuse_elementwise", True) and view.fusion_allowed:
             fusable = [k for k, node in claimed.items() if elementwise_expr(node) is not None]
             chains = find_chains(view, fusable)
         in_chain = {k for chain in chains for k in chain}
