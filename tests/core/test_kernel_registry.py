@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tessera._kernels import NodeInfo
-from tessera.provider import FLOAT_TYPES, KernelRegistry, NoKernelError
+from tessera.provider import FLOAT_TYPES, KernelDef, KernelRegistry, NoKernelError
 
 
 def _node(op="Relu", opset=17, types=("tensor(float)",), domain=""):
@@ -69,3 +69,33 @@ def test_custom_domain_uses_highest_version_at_or_below_opset():
 
     assert reg.lookup(_node(op="Fancy", domain="com.acme", opset=2)).since_version == 1
     assert reg.lookup(_node(op="Fancy", domain="com.acme", opset=5)).since_version == 3
+
+
+def test_a_claim_check_declines_a_matched_node_with_its_reason():
+    reg = KernelRegistry("P")
+
+    @reg.kernel("Relu", since=(6, 13, 14))
+    def relu(node):
+        return lambda x: (x,)
+
+    seen: list[int] = []
+
+    @reg.check("Relu")
+    def no_marked(node):
+        seen.append(node.since_version)
+        return "marked nodes are not run here" if node.attrs.get("marked") else None
+
+    @reg.check("Relu")
+    def second(node):
+        return "the second check declines too" if node.attrs.get("also") else None
+
+    def node(**attrs):
+        n = _node("Relu", 14)
+        n.attrs.update(attrs)
+        return n
+
+    assert isinstance(reg.find(node()), KernelDef) and seen == [14]
+    assert reg.find(node(marked=1)) == "marked nodes are not run here"
+    assert reg.find(node(also=1)) == "the second check declines too"
+    with pytest.raises(NoKernelError, match="marked nodes are not run here"):
+        reg.lookup(node(marked=1))

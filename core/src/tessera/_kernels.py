@@ -166,6 +166,26 @@ class KernelRegistry:
     def __init__(self, provider_name: str = "") -> None:
         self.provider_name = provider_name
         self._defs: dict[tuple[str, str], dict[int, KernelDef]] = {}
+        self._checks: dict[tuple[str, str], list[Callable[[NodeInfo], str | None]]] = {}
+
+    def check(
+        self, *op_types: str, domain: str = ""
+    ) -> Callable[[Callable[[NodeInfo], str | None]], Callable[[NodeInfo], str | None]]:
+        """Decorator registering a claim check for ``op_types`` (API 1.1).
+
+        ``fn(node)`` runs after a kernel matched the node (``node.since_version`` is set) and
+        returns why the node is declined anyway (an attribute or input form the kernel does not
+        implement), or None. :meth:`find` returns that reason, so the default capability query
+        declines the node and ``session.explain()`` shows why. Several checks of one op all
+        apply, in registration order.
+        """
+
+        def register(fn: Callable[[NodeInfo], str | None]) -> Callable[[NodeInfo], str | None]:
+            for op in op_types:
+                self._checks.setdefault((domain, op), []).append(fn)
+            return fn
+
+        return register
 
     def kernel(
         self,
@@ -222,7 +242,16 @@ class KernelRegistry:
                 f"kernels are registered for versions {sorted(slot)}"
             )
         bad = self._type_mismatch(kdef, node)
-        return bad if bad else kdef
+        if bad:
+            return bad
+        checks = self._checks.get((node.domain, node.op_type))
+        if checks:
+            node.since_version = kdef.since_version
+            for fn in checks:
+                reason = fn(node)
+                if reason:
+                    return reason
+        return kdef
 
     def lookup(self, node: NodeInfo) -> KernelDef:
         """Like :meth:`find`, but a miss raises :class:`NoKernelError` naming node and provider."""

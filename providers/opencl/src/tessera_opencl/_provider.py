@@ -20,7 +20,7 @@ from tessera.provider import (
 from tessera_opencl._factory import select_device
 from tessera_opencl._fusion import chain_note, compile_chain, find_chains
 from tessera_opencl._runtime import Runtime
-from tessera_opencl.kernels import CHECKS, registry
+from tessera_opencl.kernels import registry
 from tessera_opencl.kernels._registry import ALL
 from tessera_opencl.kernels.elementwise import elementwise_expr
 
@@ -63,10 +63,7 @@ class OpenCLExecutionProvider(ExecutionProvider):
         if reason:
             return reason
         found = self.registry.find(node)
-        if isinstance(found, str):
-            return found
-        check = CHECKS.get(node.op_type)
-        return check(node) if check is not None else None
+        return found if isinstance(found, str) else None
 
     def get_capability(self, view: GraphView) -> list[Claim]:
         """One kernel claim per node this device runs, except that chains of elementwise nodes

@@ -10,6 +10,6 @@ from tessera_cuda.kernels import (  # noqa: F401 - imported for their registrati
     resize,
     shape,
 )
-from tessera_cuda.kernels._registry import CHECKS, HOST_INPUTS, registry
+from tessera_cuda.kernels._registry import HOST_INPUTS, registry
 
-__all__ = ["CHECKS", "HOST_INPUTS", "registry"]
+__all__ = ["HOST_INPUTS", "registry"]

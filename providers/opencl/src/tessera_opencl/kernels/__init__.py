@@ -13,6 +13,6 @@ from tessera_opencl.kernels import (  # noqa: F401 - imported for their registra
     scatter,
     shape,
 )
-from tessera_opencl.kernels._registry import CHECKS, registry
+from tessera_opencl.kernels._registry import registry
 
-__all__ = ["CHECKS", "registry"]
+__all__ = ["registry"]

@@ -1,18 +1,15 @@
 """The OpenCL provider's kernel registry, dtype sets, and per-op claim checks.
 
-Kernel factories here take ``(node, rt)``: the provider passes its :class:`Runtime`. A check in
-``CHECKS`` returns why a node the registry matches is still declined (an attribute or input form
-the kernel does not implement), or None.
+Kernel factories here take ``(node, rt)``: the provider passes its :class:`Runtime`. A check
+(``registry.check``) returns why a node the registry matches is still declined (an attribute or
+input form the kernel does not implement), or None.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from tessera.provider import KernelRegistry, NodeInfo
 
 registry = KernelRegistry("OpenCLExecutionProvider")
-CHECKS: dict[str, Callable[[NodeInfo], str | None]] = {}
 
 FLOATS = ("tensor(float)", "tensor(double)")
 SIGNED = ("tensor(int8)", "tensor(int16)", "tensor(int32)", "tensor(int64)")
@@ -23,16 +20,9 @@ BOOL = ("tensor(bool)",)
 ALL = NUMERIC + BOOL
 
 
-def check(*ops: str):
-    """Register a claim check for ``ops``; checks of one op chain (all must pass)."""
-
-    def deco(fn: Callable[[NodeInfo], str | None]):
-        for op in ops:
-            prev = CHECKS.get(op)
-            CHECKS[op] = fn if prev is None else (lambda n, a=prev, b=fn: a(n) or b(n))
-        return fn
-
-    return deco
+# A claim check for ops (``@check("Resize")``): the registry's own, so find() declines a node
+# whose check gives a reason.
+check = registry.check
 
 
 def flit(value: float, ctype: str = "TA") -> str:
