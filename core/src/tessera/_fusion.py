@@ -13,7 +13,7 @@ is recorded with its reason, like a refused claim.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import onnx_ir as ir
@@ -166,8 +166,3 @@ def apply_fusions(
             if opset is None or opset < fusion.version:
                 graph.opset_imports[fusion.domain] = fusion.version
     return rank
-
-
-def fused_groups(infos: Sequence[Any]) -> list[tuple[str, tuple[str, ...]]]:
-    """(fused node name, names of the nodes it replaced) for each fused node in ``infos``."""
-    return [(i.name, i.fused_from) for i in infos if getattr(i, "fused_from", ())]

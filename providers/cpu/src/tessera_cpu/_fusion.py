@@ -160,10 +160,10 @@ def conv_fusions(view: GraphView, keys: dict[int, int], taken: set[int]) -> list
             and not view.nodes[nxt].domain
         ):
             add = view.ir_nodes[nxt]
-            others = [v for v in add.inputs if v is not conv.outputs[0]]
-            if len(add.inputs) == 2 and len(others) == 1 and others[0] is not None:
+            other = _other_input(add, conv.outputs[0])
+            if other is not None:
                 group.append(nxt)
-                z = others[0].name
+                z = other.name
                 nxt = _single_user(add.outputs[0], keys)
         act = _activation(view, nxt) if nxt is not None else None
         if act is not None:

@@ -52,27 +52,6 @@ class Epilogue:
             self.activation(yb)
 
 
-def relu(y: np.ndarray) -> None:
-    np.maximum(y, y.dtype.type(0), out=y)
-
-
-def leaky_relu(alpha: float) -> Callable[[np.ndarray], None]:
-    pick = np.maximum if alpha <= 1 else np.minimum
-
-    def apply(y: np.ndarray) -> None:
-        pick(y, y * alpha, out=y)
-
-    return apply
-
-
-def clip(lo: float, hi: float) -> Callable[[np.ndarray], None]:
-    def apply(y: np.ndarray) -> None:
-        np.maximum(y, y.dtype.type(lo), out=y)
-        np.minimum(y, y.dtype.type(hi), out=y)
-
-    return apply
-
-
 def _chunks(length: int, parts: int) -> list[tuple[int, int]]:
     parts = max(1, min(parts, length))
     bounds = [length * i // parts for i in range(parts + 1)]

@@ -40,6 +40,31 @@ ELEMENTWISE = frozenset(
 )
 
 
+def relu(y: np.ndarray) -> None:
+    """The Relu kernel's ``np.maximum(x, 0)``, in place."""
+    np.maximum(y, y.dtype.type(0), out=y)
+
+
+def leaky_relu(alpha: float) -> Callable[[np.ndarray], None]:
+    """The LeakyRelu kernel's ``max(x, alpha * x)`` (``min`` for alpha > 1), in place."""
+    pick = np.maximum if alpha <= 1 else np.minimum
+
+    def apply(y: np.ndarray) -> None:
+        pick(y, y * alpha, out=y)
+
+    return apply
+
+
+def clip(lo: float, hi: float) -> Callable[[np.ndarray], None]:
+    """Clip with constant bounds (-inf / inf where absent), in place."""
+
+    def apply(y: np.ndarray) -> None:
+        np.maximum(y, y.dtype.type(lo), out=y)
+        np.minimum(y, y.dtype.type(hi), out=y)
+
+    return apply
+
+
 def activation_attributes(op_type: str, opset: int, attrs: dict) -> dict:
     """The fused node's attributes describing activation ``op_type`` with ``attrs``."""
     out = {"activation": op_type, "activation_opset": int(opset)}
@@ -56,21 +81,12 @@ def build(node: NodeInfo) -> Callable[[np.ndarray], None] | None:
         raise ValueError(
             f"{node.describe()}: activation {op!r} is not one of {sorted(ELEMENTWISE)}"
         )
-    if op == "Relu":  # the Relu kernel's np.maximum(x, 0), written in place
-
-        def relu(y: np.ndarray) -> None:
-            np.maximum(y, y.dtype.type(0), out=y)
-
+    if op == "Relu":
         return relu
     if op == "Clip":
-        lo = float(node.attr(PREFIX + "min", -np.inf))
-        hi = float(node.attr(PREFIX + "max", np.inf))
-
-        def clip(y: np.ndarray) -> None:
-            np.maximum(y, y.dtype.type(lo), out=y)
-            np.minimum(y, y.dtype.type(hi), out=y)
-
-        return clip
+        return clip(
+            float(node.attr(PREFIX + "min", -np.inf)), float(node.attr(PREFIX + "max", np.inf))
+        )
     from tessera_cpu.kernels._registry import registry
 
     attrs = {

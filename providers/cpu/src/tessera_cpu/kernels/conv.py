@@ -10,7 +10,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from tessera.provider import FLOAT_TYPES, NUMERIC_TYPES, NodeInfo
 from tessera_cpu import _parallel
-from tessera_cpu.kernels import _conv2d
+from tessera_cpu.kernels import _conv2d, _fused_activation
 from tessera_cpu.kernels._registry import registry
 
 _AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
@@ -319,9 +319,9 @@ FUSED_DOMAIN = "ai.tessera.cpu"
 # FusedConv's activations: name -> (parameter count, in-place function factory).
 ACTIVATIONS = {
     "": (0, lambda: None),
-    "Relu": (0, lambda: _conv2d.relu),
-    "LeakyRelu": (1, _conv2d.leaky_relu),
-    "Clip": (2, _conv2d.clip),  # (min, max); -inf / inf where the Clip had none
+    "Relu": (0, lambda: _fused_activation.relu),
+    "LeakyRelu": (1, _fused_activation.leaky_relu),
+    "Clip": (2, _fused_activation.clip),  # (min, max); -inf / inf where the Clip had none
 }
 
 
