@@ -20,6 +20,7 @@ from tessera._provider import (
     OptionSpec,
     ProviderFactory,
 )
+from tessera._resize_tables import cubic_kernel, resize_axis_table
 from tessera._types import (
     ALL_TENSOR_TYPES,
     FLOAT_TYPES,
@@ -52,9 +53,11 @@ __all__ = [
     "NodeInfo",
     "OptionSpec",
     "ProviderFactory",
+    "cubic_kernel",
     "elem_type",
     "node_info",
     "np_dtype",
+    "resize_axis_table",
     "schema_version",
     "tensor_type_string",
 ]

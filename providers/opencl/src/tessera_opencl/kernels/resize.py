@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from tessera.provider import NodeInfo
+from tessera.provider import NodeInfo, resize_axis_table
 from tessera_opencl._runtime import Runtime, contiguous_strides, ctype
 from tessera_opencl.kernels._registry import ALL, FLOATS, check, flit, registry
 
@@ -66,89 +66,13 @@ def _resize_forms(node: NodeInfo) -> str | None:
     return None
 
 
-def _source_coords(
-    ctm: str, in_len: int, out_len: int, scale: float, roi: tuple[float, float]
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Each output index's position in the input (float32, as onnxruntime computes it: the
-    rounding of nearest mode depends on it), and which positions extrapolate (or None)."""
-    f = np.float32
-    y = np.arange(out_len, dtype=f)
-    s = f(scale)
-    resized = s * f(in_len)  # the spec's length_resized is in * scale, not the rounded size
-    if ctm == "half_pixel":
-        return (y + f(0.5)) / s - f(0.5), None
-    if ctm == "half_pixel_symmetric":
-        offset = f(in_len) / f(2) * (f(1) - f(out_len) / resized)
-        return offset + (y + f(0.5)) / s - f(0.5), None
-    if ctm == "pytorch_half_pixel":
-        return ((y + f(0.5)) / s - f(0.5) if resized > 1 else np.zeros(out_len, f)), None
-    if ctm == "align_corners":
-        if resized == 1:
-            return np.zeros(out_len, f), None
-        return y * f(in_len - 1) / (resized - f(1)), None
-    if ctm == "asymmetric":
-        return y / s, None
-    if ctm == "tf_half_pixel_for_nn":
-        return (y + f(0.5)) / s, None
-    start, end = f(roi[0]), f(roi[1])  # tf_crop_and_resize
-    if resized > 1:
-        x = start * f(in_len - 1) + y * (end - start) * f(in_len - 1) / (resized - f(1))
-    else:
-        x = np.full(out_len, f(0.5) * (start + end) * f(in_len - 1), f)
-    return x, (x < 0) | (x > in_len - 1)
-
-
-def _cubic(t: np.ndarray, a: float) -> np.ndarray:
-    """Keys' cubic convolution kernel with coefficient ``a``."""
-    t = np.abs(t)
-    inner = ((a + 2) * t - (a + 3)) * t * t + 1
-    outer = ((a * t - 5 * a) * t + 8 * a) * t - 4 * a
-    return np.where(t <= 1, inner, np.where(t < 2, outer, 0.0))
-
-
 def axis_taps(
     opts: dict, in_len: int, out_len: int, scale: float, roi: tuple[float, float]
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """(indices (out_len, taps), weights (out_len, taps) or None for nearest). An extrapolated
-    output position has index -1 in its first tap."""
-    x, extrapolated = _source_coords(opts["ctm"], in_len, out_len, scale, roi)
-    if opts["mode"] == "nearest":
-        rule = opts["nearest_mode"]
-        below = np.floor(x)
-        if rule == "round_prefer_floor":
-            idx = np.where(x - below <= 0.5, below, below + 1)
-        elif rule == "round_prefer_ceil":
-            idx = np.where(x - below < 0.5, below, below + 1)
-        elif rule == "floor":
-            idx = below
-        elif rule == "ceil":
-            idx = np.ceil(x)
-        else:  # legacy (Upsample, Resize-10), as onnxruntime: ceil to shrink, truncate to grow
-            idx = np.ceil(x) if scale < 1 else below
-        idx = np.clip(idx, 0, in_len - 1).astype(np.int64)[:, None]
-        weights = None
-    else:
-        # Taps relative to lo = ceil(x) - 1, so the fraction lies in (0, 1].
-        lo = np.ceil(x.astype(np.float64)) - 1
-        frac = x - lo
-        shrink = min(scale, 1.0) if opts["antialias"] else 1.0
-        reach = 1 if opts["mode"] == "linear" else 2
-        first = math.floor(-reach / shrink) + 1
-        taps = np.arange(first, 2 - first)
-        t = (taps[None, :] - frac[:, None]) * shrink
-        if opts["mode"] == "linear":
-            weights = np.clip(1 - np.abs(t), 0, 1)
-        else:
-            weights = _cubic(t, opts["cubic_a"])
-        idx = lo[:, None].astype(np.int64) + taps[None, :]
-        renormalise = opts["antialias"]
-        if opts["exclude_outside"]:
-            weights = np.where((idx < 0) | (idx >= in_len), 0.0, weights)
-            renormalise = True
-        if renormalise:
-            total = weights.sum(axis=1, keepdims=True)
-            weights = weights / np.where(total == 0, 1.0, total)
-        idx = np.clip(idx, 0, in_len - 1)
+    """(indices (out_len, taps), weights (out_len, taps) or None for nearest), from the core's
+    Resize tables. An extrapolated output position has index -1 in its first tap."""
+    idx, weights, extrapolated = resize_axis_table(opts, in_len, out_len, scale, roi)
+    idx = idx.astype(np.int64)
     if extrapolated is not None:
         idx[extrapolated, 0] = -1
     return idx, weights
