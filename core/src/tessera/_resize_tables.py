@@ -13,6 +13,17 @@ from collections.abc import Mapping
 
 import numpy as np
 
+# Every coordinate_transformation_mode resize_axis_table maps (half_pixel_symmetric from opset 19).
+RESIZE_TRANSFORMS = (
+    "half_pixel",
+    "half_pixel_symmetric",
+    "pytorch_half_pixel",
+    "align_corners",
+    "asymmetric",
+    "tf_half_pixel_for_nn",
+    "tf_crop_and_resize",
+)
+
 
 def _source_coords(ctm: str, in_len: int, out_len: int, scale: float, roi: tuple[float, float]):
     """Source coordinate of every output index along one axis, and the extrapolated mask (or None)."""

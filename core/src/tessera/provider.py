@@ -20,7 +20,7 @@ from tessera._provider import (
     OptionSpec,
     ProviderFactory,
 )
-from tessera._resize_tables import cubic_kernel, resize_axis_table
+from tessera._resize_tables import RESIZE_TRANSFORMS, cubic_kernel, resize_axis_table
 from tessera._types import (
     ALL_TENSOR_TYPES,
     FLOAT_TYPES,
@@ -39,6 +39,7 @@ __all__ = [
     "FLOAT_TYPES",
     "INT_TYPES",
     "NUMERIC_TYPES",
+    "RESIZE_TRANSFORMS",
     "SIGNED_INT_TYPES",
     "UNSIGNED_INT_TYPES",
     "Claim",

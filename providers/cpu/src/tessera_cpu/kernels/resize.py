@@ -7,19 +7,16 @@ import math
 
 import numpy as np
 
-from tessera.provider import FLOAT_TYPES, NodeInfo, cubic_kernel, resize_axis_table
+from tessera.provider import (
+    FLOAT_TYPES,
+    RESIZE_TRANSFORMS,
+    NodeInfo,
+    cubic_kernel,
+    resize_axis_table,
+)
 from tessera_cpu.kernels._registry import registry
 from tessera_cpu.kernels.conv import compute_dtype
 
-_CTMS = (
-    "half_pixel",
-    "half_pixel_symmetric",
-    "pytorch_half_pixel",
-    "align_corners",
-    "asymmetric",
-    "tf_half_pixel_for_nn",
-    "tf_crop_and_resize",
-)
 _NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil", "legacy")
 _UPSAMPLE_TYPES = tuple(
     t
@@ -249,7 +246,7 @@ def _options(node: NodeInfo, legacy: bool) -> dict:
     if mode not in allowed:
         raise ValueError(f"{node.describe()}: mode {mode!r} is not one of {allowed}")
     ctm = "asymmetric" if legacy else node.attr("coordinate_transformation_mode", "half_pixel")
-    if ctm not in _CTMS or (ctm == "half_pixel_symmetric" and node.since_version < 19):
+    if ctm not in RESIZE_TRANSFORMS or (ctm == "half_pixel_symmetric" and node.since_version < 19):
         raise ValueError(
             f"{node.describe()}: coordinate_transformation_mode {ctm!r} is not supported"
         )

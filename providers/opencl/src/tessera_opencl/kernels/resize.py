@@ -15,19 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from tessera.provider import NodeInfo, resize_axis_table
+from tessera.provider import RESIZE_TRANSFORMS, NodeInfo, resize_axis_table
 from tessera_opencl._runtime import Runtime, contiguous_strides, ctype
 from tessera_opencl.kernels._registry import ALL, FLOATS, check, flit, registry
 
-_CTMS = (
-    "half_pixel",
-    "half_pixel_symmetric",
-    "pytorch_half_pixel",
-    "align_corners",
-    "asymmetric",
-    "tf_half_pixel_for_nn",
-    "tf_crop_and_resize",
-)
 _NEAREST = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
 _POLICIES = ("stretch", "not_larger", "not_smaller")
 _MAX_RANK = 8
@@ -55,7 +46,7 @@ def _resize_forms(node: NodeInfo) -> str | None:
     if legacy:
         return None
     ctm = node.attr("coordinate_transformation_mode", "half_pixel")
-    if ctm not in _CTMS or (ctm == "half_pixel_symmetric" and node.opset < 19):
+    if ctm not in RESIZE_TRANSFORMS or (ctm == "half_pixel_symmetric" and node.opset < 19):
         return f"coordinate_transformation_mode {ctm!r} is not defined at opset {node.opset}"
     if mode == "nearest" and node.attr("nearest_mode", "round_prefer_floor") not in _NEAREST:
         return f"nearest_mode {node.attr('nearest_mode')!r} is not defined"
