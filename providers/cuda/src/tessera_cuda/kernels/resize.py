@@ -1,7 +1,8 @@
 """Resize, nearest and (multi-)linear, as separable per-axis gathers with host-computed indices.
 
-Index and weight tables depend only on shapes, so they are computed with NumPy on the host and
-cached per input shape; the device does one or two ``take`` calls per resized axis.
+Index and weight tables depend only on shapes, so they come from the core's
+``resize_axis_table`` on the host, cached per input shape; the device does one ``take`` per
+tap (one for nearest, two for linear) per resized axis.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import math
 
 import numpy as np
 
-from tessera.provider import NodeInfo
+from tessera.provider import NodeInfo, resize_axis_table
 from tessera_cuda.kernels._registry import FLOATS, check, host_inputs, registry
 
 _MODES = ("nearest", "linear")
@@ -24,47 +25,21 @@ _TRANSFORMS = (
 _NEAREST = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
 
 
-def source_coords(transform: str, out_len: int, in_len: int, scale: float) -> np.ndarray:
-    """Where each output position along one axis samples the input (ONNX's coordinate modes).
-
-    ONNX defines the resized length as ``in_len * scale`` before flooring; align_corners and
-    pytorch_half_pixel use that real length, not the integer output size.
-    """
-    x = np.arange(out_len, dtype=np.float64)
-    resized = in_len * scale
-    if transform == "half_pixel":
-        return (x + 0.5) / scale - 0.5
-    if transform == "half_pixel_symmetric":
-        adjustment = out_len / (scale * in_len)
-        center = in_len / 2
-        return center * (1 - adjustment) + (x + 0.5) / scale - 0.5
-    if transform == "pytorch_half_pixel":
-        return (x + 0.5) / scale - 0.5 if resized > 1 else np.zeros_like(x)
-    if transform == "align_corners":
-        return x * (in_len - 1) / (resized - 1) if resized != 1 else np.zeros_like(x)
-    return x / scale  # asymmetric
-
-
-def nearest_index(coords: np.ndarray, mode: str, in_len: int) -> np.ndarray:
-    if mode == "floor":
-        idx = np.floor(coords)
-    elif mode == "ceil":
-        idx = np.ceil(coords)
-    else:
-        frac = coords - np.floor(coords)
-        half = np.isclose(frac, 0.5)
-        rounded = np.floor(coords + 0.5)
-        tie = np.floor(coords) if mode == "round_prefer_floor" else np.ceil(coords)
-        idx = np.where(half, tie, rounded)
-    return np.clip(idx, 0, in_len - 1).astype(np.int64)
-
-
 @registry.kernel("Resize", (11, 13, 18, 19), types={"T1": FLOATS})
 def resize(node: NodeInfo, be):
     xp = be.xp
     mode = node.attr("mode", "nearest")
     transform = node.attr("coordinate_transformation_mode", "half_pixel")
     nearest_mode = node.attr("nearest_mode", "round_prefer_floor")
+    # The core's ONNX Resize tables (float32 coordinates, as onnxruntime rounds them).
+    opts = {
+        "mode": mode,
+        "nearest_mode": nearest_mode,
+        "ctm": transform,
+        "cubic_a": -0.75,
+        "antialias": False,
+        "exclude_outside": False,
+    }
     tables: dict[tuple, list] = {}
 
     def plan(shape: tuple[int, ...], scales, sizes):
@@ -86,26 +61,17 @@ def resize(node: NodeInfo, be):
                 n_out = math.floor(n_in * scale)
             if n_out == n_in and scale == 1.0:
                 continue
-            coords = source_coords(transform, n_out, n_in, scale)
-            if mode == "nearest":
-                steps.append(
-                    (ax, be.asarray(nearest_index(coords, nearest_mode, n_in)), None, None)
-                )
-            else:
-                lo = np.floor(coords)
-                w1 = coords - lo
-                i0 = np.clip(lo, 0, n_in - 1).astype(np.int64)
-                i1 = np.clip(lo + 1, 0, n_in - 1).astype(np.int64)
-                wshape = [1] * len(shape)
-                wshape[ax] = n_out
-                steps.append(
-                    (
-                        ax,
-                        be.asarray(i0),
-                        be.asarray(i1),
-                        be.asarray(w1.reshape(wshape)),
-                    )
-                )
+            idx, weights, _ = resize_axis_table(opts, n_in, n_out, scale, (0.0, 1.0))
+            if weights is None:
+                steps.append((ax, be.asarray(idx[:, 0].astype(np.int64)), None))
+                continue
+            wshape = [1] * len(shape)
+            wshape[ax] = n_out
+            taps = [
+                (be.asarray(idx[:, t].astype(np.int64)), be.asarray(weights[:, t].reshape(wshape)))
+                for t in range(idx.shape[1])
+            ]
+            steps.append((ax, None, taps))
         if len(tables) > 64:
             tables.clear()
         tables[key] = steps
@@ -119,14 +85,15 @@ def resize(node: NodeInfo, be):
         if sizes is not None and np.size(be.host(sizes)):
             sz = [int(s) for s in be.host(sizes).ravel()]
         out = x
-        for ax, i0, i1, w1 in plan(tuple(x.shape), sc, sz):
-            if i1 is None:
-                out = xp.take(out, i0, axis=ax)
-            else:
-                w = w1.astype(x.dtype, copy=False)
-                a = xp.take(out, i0, axis=ax)
-                b = xp.take(out, i1, axis=ax)
-                out = a + (b - a) * w
+        for ax, nearest, taps in plan(tuple(x.shape), sc, sz):
+            if taps is None:
+                out = xp.take(out, nearest, axis=ax)
+                continue
+            src, acc = out, None
+            for index, weight in taps:
+                term = xp.take(src, index, axis=ax) * weight.astype(x.dtype, copy=False)
+                acc = term if acc is None else acc + term
+            out = acc
         if out is x:
             out = xp.array(x, copy=True)
         node.check_size(out.shape, out.dtype)
