@@ -8,10 +8,14 @@ import math
 import numpy as np
 
 from tessera.provider import FLOAT_TYPES, NodeInfo
+from tessera_cpu import _jit
+from tessera_cpu.kernels import _pool_loops
 from tessera_cpu.kernels._registry import registry
 from tessera_cpu.kernels.conv import compute_dtype, fill_window, window_attrs
 
 _MAXPOOL_TYPES = (*FLOAT_TYPES, "tensor(int8)", "tensor(uint8)")
+_LOOP_KINDS = {np.maximum: "max", np.add: "sum"}
+_LOOP_DTYPES = tuple(np.dtype(t) for t in ("float32", "float64", "int8", "uint8"))
 
 
 class _PoolGeometry:
@@ -75,15 +79,29 @@ class _PoolGeometry:
         buf[(Ellipsis, *dst)] = x[(Ellipsis, *src)]
         return buf
 
-    def reduce(self, x: np.ndarray, op, init) -> np.ndarray:
+    def reduce(self, x: np.ndarray, op, init, loops: bool = False) -> np.ndarray:
         """Window reduction with a separable ufunc (maximum, add), one spatial axis at a time.
 
         Each tap only touches the output positions whose source lies inside the input, so no
-        padded copy is made; outer axes go first, keeping the inner loops contiguous.
+        padded copy is made; outer axes go first, keeping the inner loops contiguous. With
+        ``loops`` (compiled loops enabled), each axis is one compiled pass over its taps.
         """
         y = x
+        kind = _LOOP_KINDS.get(op) if loops and x.dtype in _LOOP_DTYPES else None
         for a in range(len(self.out)):
-            y = self._reduce_axis(y, a, op, init)
+            if kind is not None:
+                y = _pool_loops.reduce_axis(
+                    np.ascontiguousarray(y),
+                    2 + a,
+                    self.ks[a],
+                    self.strides[a],
+                    self.dil[a],
+                    self.pb[a],
+                    self.out[a],
+                    kind,
+                )
+            else:
+                y = self._reduce_axis(y, a, op, init)
         return y
 
     def _reduce_axis(self, x: np.ndarray, a: int, op, init) -> np.ndarray:
@@ -275,6 +293,7 @@ def max_pool(node: NodeInfo):
     geo = _geometry_cache(node, attrs, bool(node.attr("ceil_mode", 0)))
     storage_order = int(node.attr("storage_order", 0))
     want_indices = node.num_outputs > 1 and node.outputs[1] != ""
+    loops = _jit.enabled()
 
     def compute(x):
         g = geo(x.shape)
@@ -282,7 +301,7 @@ def max_pool(node: NodeInfo):
             keep = x.shape[:2] + (1,) * (x.ndim - 2)
             y = np.maximum.reduce(x.reshape(x.shape[0], x.shape[1], -1), axis=2).reshape(keep)
             return (y,) if node.num_outputs == 1 else (y, None)
-        y = g.reduce(x, np.maximum, _lowest(x.dtype))
+        y = g.reduce(x, np.maximum, _lowest(x.dtype), loops)
         if not want_indices:
             return (y,) if node.num_outputs == 1 else (y, None)
         # Indices: the first tap (in window order) that holds the maximum.
@@ -306,13 +325,14 @@ def average_pool(node: NodeInfo):
     geo = _geometry_cache(node, attrs, bool(node.attr("ceil_mode", 0)))
     include_pad = bool(node.attr("count_include_pad", 0))
     divisors: dict = {}
+    loops = _jit.enabled()
 
     def compute(x):
         g = geo(x.shape)
         dt = compute_dtype(x.dtype)
         if g.is_global:
             return (_global_mean(x, dt),)
-        y = g.reduce(x.astype(dt, copy=False), np.add, 0)
+        y = g.reduce(x.astype(dt, copy=False), np.add, 0, loops)
         div = divisors.get(x.shape[2:])
         if div is None:
             div = divisors[x.shape[2:]] = np.maximum(g.axis_counts(include_pad), 1).astype(dt)
@@ -342,11 +362,12 @@ def lp_pool(node: NodeInfo):
     attrs = window_attrs(node)
     geo = _geometry_cache(node, attrs, bool(node.attr("ceil_mode", 0)))
     p = _lp_p(node)
+    loops = _jit.enabled()
 
     def compute(x):
         g = geo(x.shape)
         dt = compute_dtype(x.dtype)
-        y = g.reduce(_pow_abs(x.astype(dt, copy=False), p), np.add, 0)
+        y = g.reduce(_pow_abs(x.astype(dt, copy=False), p), np.add, 0, loops)
         return (_root(y, p).astype(x.dtype, copy=False),)
 
     return compute
