@@ -20,6 +20,14 @@ class DeviceArray:
     def __init__(self, array: np.ndarray) -> None:
         self.array = array
 
+    @property
+    def dtype(self) -> np.dtype:  # metadata, as a device array has (no data access)
+        return self.array.dtype
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.array.shape
+
 
 fake_registry = KernelRegistry("FakeDeviceExecutionProvider")
 transfer_log: list[str] = []

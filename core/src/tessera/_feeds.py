@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -47,6 +47,62 @@ def input_spec(value: ir.Value, has_default: bool) -> InputSpec:
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class DeviceFeed:
+    """A bound input that lives on a device (``IOBinding.bind_ortvalue_input`` of a device
+    OrtValue). A provider on that device reads it in place (``ExecutionProvider.adopt``);
+    anything else gets a host copy, made through ``to_host``."""
+
+    value: Any
+    device_type: str
+    device_id: int
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    to_host: Callable[[Any], Any]
+    copied: np.ndarray | None = None  # this run's host copy, once one was made
+
+    def host(self) -> np.ndarray:
+        if self.copied is not None:
+            return self.copied
+        value = np.asarray(self.to_host(self.value))
+        value.flags.writeable = False  # as check_tensor leaves host feeds
+        return value
+
+    def on(self, device: str) -> bool:
+        """Whether a plan device string ("opencl:...", "cuda:0") is of this value's type."""
+        return device.split(":", 1)[0].lower() == self.device_type
+
+
+def check_device_feed(spec: InputSpec, feed: DeviceFeed) -> DeviceFeed:
+    if spec.kind != "tensor":
+        raise InvalidArgument(
+            f"input {spec.name!r} is {spec.type_str}; only tensors can be bound on a device"
+        )
+    if spec.dtype is not None and feed.dtype != spec.dtype:
+        raise InvalidArgument(
+            f"input {spec.name!r} is bound to a {feed.device_type} value of dtype {feed.dtype}, "
+            f"expected {spec.type_str}"
+        )
+    _check_dims(spec, feed.shape)
+    return feed
+
+
+def _check_dims(spec: InputSpec, shape: tuple) -> None:
+    if spec.dims is None:
+        return
+    if len(shape) != len(spec.dims):
+        raise InvalidArgument(
+            f"input {spec.name!r} has rank {len(shape)} (shape {list(shape)}), "
+            f"expected rank {len(spec.dims)} (shape {_dims(spec.dims)})"
+        )
+    for axis, (want, got) in enumerate(zip(spec.dims, shape)):
+        if isinstance(want, int) and want != got:
+            raise InvalidArgument(
+                f"input {spec.name!r} has shape {list(shape)}, expected {_dims(spec.dims)}: "
+                f"dimension {axis} must be {want}, got {got}"
+            )
+
+
 def check_tensor(spec: InputSpec, value: Any) -> np.ndarray:
     if not isinstance(value, np.ndarray):
         if not isinstance(value, (list, tuple, int, float, bool, np.generic)):
@@ -77,18 +133,7 @@ def check_tensor(spec: InputSpec, value: Any) -> np.ndarray:
                 else f"input {spec.name!r} has dtype {value.dtype}, expected tensor(string) (an object or str array)"
             )
         value = value.astype(object)
-    if spec.dims is not None:
-        if value.ndim != len(spec.dims):
-            raise InvalidArgument(
-                f"input {spec.name!r} has rank {value.ndim} (shape {list(value.shape)}), "
-                f"expected rank {len(spec.dims)} (shape {_dims(spec.dims)})"
-            )
-        for axis, (want, got) in enumerate(zip(spec.dims, value.shape)):
-            if isinstance(want, int) and want != got:
-                raise InvalidArgument(
-                    f"input {spec.name!r} has shape {list(value.shape)}, expected {_dims(spec.dims)}: "
-                    f"dimension {axis} must be {want}, got {got}"
-                )
+    _check_dims(spec, value.shape)
     # A read-only view: kernels may return views of a feed (Identity, Reshape), and the session
     # copies read-only outputs, so the caller never gets its own input back as an output; a
     # kernel that wrongly writes into a feed fails instead of changing the caller's array.
@@ -123,7 +168,9 @@ def order_feeds(specs: Sequence[InputSpec], feed: Mapping[str, Any]) -> list[Any
                 f"missing input {spec.name!r} ({spec.type_str}); feed every model input"
             )
         value = feed[spec.name]
-        if spec.kind == "tensor":
+        if isinstance(value, DeviceFeed):
+            value = check_device_feed(spec, value)
+        elif spec.kind == "tensor":
             value = check_tensor(spec, value)
         elif spec.kind == "seq" and not isinstance(value, list):
             raise InvalidArgument(

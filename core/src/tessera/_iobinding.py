@@ -2,14 +2,55 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from tessera._errors import InvalidArgument
-from tessera._provider import host_array
+from tessera._feeds import DeviceFeed
+from tessera._provider import ExecutionProvider, host_array
 from tessera._types import value_type_string
+
+_DEVICE_PROVIDERS: dict[tuple[str, int], ExecutionProvider] = {}
+_DEVICE_LOCK = threading.Lock()
+
+
+def _device_provider(device_type: str, device_id: int) -> ExecutionProvider:
+    """A provider instance (default options) for ``device_type``, to make device OrtValues."""
+    from tessera._providers import available_factories
+
+    key = (device_type, device_id)
+    with _DEVICE_LOCK:
+        provider = _DEVICE_PROVIDERS.get(key)
+        if provider is not None:
+            return provider
+        factories = available_factories()
+        factory = next(
+            (f for f in factories if device_type in (f.name, *f.aliases) and f.name != "cpu"),
+            None,
+        )
+        if factory is None:
+            names = sorted(f.name for f in factories if f.name != "cpu")
+            raise InvalidArgument(
+                f"no installed provider for device {device_type!r}; installed device providers: "
+                f"{names or 'none'}"
+            )
+        if not factory.devices():
+            raise InvalidArgument(
+                f"provider {factory.name!r} has no usable device here; "
+                "`tessera providers --all` says why"
+            )
+        options: dict[str, Any] = {}
+        if "device_id" in factory.options:
+            options["device_id"] = device_id
+        elif device_id != 0:
+            raise InvalidArgument(
+                f"provider {factory.name!r} has no device_id option; device_id must be 0"
+            )
+        provider = _DEVICE_PROVIDERS[key] = factory.create(options)
+        return provider
 
 
 class OrtValue:
@@ -30,12 +71,14 @@ class OrtValue:
     def ortvalue_from_numpy(
         cls, array: np.ndarray, device_type: str = "cpu", device_id: int = 0
     ) -> OrtValue:
-        if device_type.lower() != "cpu":
-            raise InvalidArgument(
-                f"OrtValue on device {device_type!r} needs that device's provider; "
-                "only 'cpu' values can be made from NumPy here"
-            )
-        return cls(np.asarray(array), device_type, device_id)
+        """A value on the host, or copied to ``device_type`` ("opencl", "cuda") by that device's
+        installed provider, as onnxruntime's ``OrtValue.ortvalue_from_numpy(x, "cuda", 0)``."""
+        device_type = device_type.lower()
+        if device_type == "cpu":
+            return cls(np.asarray(array), device_type, device_id)
+        provider = _device_provider(device_type, int(device_id))
+        value = provider.to_device(np.ascontiguousarray(array))
+        return cls(value, device_type, device_id, to_host=provider.to_host)
 
     def numpy(self) -> np.ndarray:
         """The value on the host (a copy from the device for a device value)."""
@@ -81,7 +124,20 @@ class IOBinding:
         self._inputs[name] = arr
 
     def bind_ortvalue_input(self, name: str, value: OrtValue) -> None:
-        self._inputs[name] = value.numpy()
+        """Bind an OrtValue. A device value stays on its device for the nodes of a provider on
+        that device that can read it (``ExecutionProvider.adopt``); others get a host copy."""
+        if value._to_host is None:
+            self._inputs[name] = value.numpy()
+            return
+        array = value.device_value()
+        dtype, shape = getattr(array, "dtype", None), getattr(array, "shape", None)
+        if dtype is None or shape is None:
+            self._inputs[name] = value.numpy()
+            return
+        device_type, device_id = value._device
+        self._inputs[name] = DeviceFeed(
+            array, device_type, device_id, np.dtype(dtype), tuple(shape), value._to_host
+        )
 
     def bind_input(
         self,

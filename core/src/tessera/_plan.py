@@ -24,6 +24,7 @@ from tessera._errors import (
     TesseraError,
 )
 from tessera._extract import boundary
+from tessera._feeds import DeviceFeed
 from tessera._fusion import apply_fusions
 from tessera._graph import implicit_inputs, make_node_info, node_reads
 from tessera._kernels import DEFAULT_MAX_TENSOR_BYTES, NodeInfo
@@ -96,14 +97,27 @@ class Plan:
         self.transfers: int = 0
         self.run_start_hooks: list[Callable[[], None]] = []
         self.run_end_hooks: list[Callable[[], None]] = []
+        # Main graph: transfers of a feed read it from its own slot here (input slot -> slot),
+        # so a device feed (IOBinding) reaches them as it is, to be adopted by their provider,
+        # while the input slot holds its host copy for the nodes in ``host_read_inputs``.
+        self.feed_slots: dict[int, int] = {}
+        self.host_read_inputs: frozenset[int] = frozenset()
 
     def _start(self, inputs: Sequence[Any], captured: Sequence[Any]) -> list[Any]:
         """A fresh slot list: constants from the template, then feeds (None keeps an
         initializer's default) and captured outer-scope values."""
         env = self.template.copy()
         for slot, value in zip(self.input_slots, inputs):
-            if value is not None or env[slot] is None:
-                env[slot] = value
+            if value is None and env[slot] is not None:
+                continue  # an initializer's default (its feed slot has it from the template)
+            if type(value) is DeviceFeed and slot in self.host_read_inputs:
+                value = dataclasses.replace(value, copied=value.host())  # one copy per run
+                env[slot] = value.copied
+            else:
+                env[slot] = value if type(value) is not DeviceFeed else None
+            feed = self.feed_slots.get(slot)
+            if feed is not None:
+                env[feed] = value
         for slot, value in zip(self.captured_slots, captured):
             env[slot] = value
         return env
@@ -333,6 +347,12 @@ class _Builder:
             plan.output_to_host.append(producer.to_host if producer is not None else None)
             plan.output_devices.append(device)
             plan.transfers += 1  # made at the end of the run, unless the caller keeps it there
+        inputs = set(plan.input_slots)
+        plan.host_read_inputs = frozenset(
+            s
+            for s in [*plan.output_slots, *(s for _, ins, _, _ in plan.steps for s in ins)]
+            if s in inputs
+        )
         self._plan_frees()
         return plan
 
@@ -418,6 +438,12 @@ class _Builder:
         key = (slot, device)
         if key in self.moved:
             return self.moved[key]
+        read = slot
+        if self.depth == 0 and slot in self.plan.input_slots:
+            read = self.plan.feed_slots.get(slot)
+            if read is None:
+                read = self.plan.feed_slots[slot] = self.new_slot(HOST)
+                self.plan.template[read] = self.plan.template[slot]
         producer = self._device_provider.get(source)
         steps: list[Callable[[Any], Any]] = []
         if source != HOST and producer is not None:
@@ -426,6 +452,11 @@ class _Builder:
             steps.append(provider.to_device)
 
         def transfer(value, _steps=tuple(steps)):
+            if type(value) is DeviceFeed:  # a bound device input: adopted where it already is
+                adopted = provider.adopt(value.value) if value.on(device) and provider else None
+                if adopted is not None:
+                    return (adopted,)
+                value = value.host()
             for move in _steps:
                 value = move(value)
             return (value,)
@@ -435,7 +466,7 @@ class _Builder:
         if constant is not None and slot not in self.plan.input_slots:
             self.plan.template[target] = transfer(constant)[0]  # move constants once, at creation
         else:
-            self.plan.steps.append((transfer, (slot,), (target,), ()))
+            self.plan.steps.append((transfer, (read,), (target,), ()))
             self.plan.step_info.append(
                 StepInfo(f"transfer {source}->{device}", "MemcpyTransfer", "core", "transfer")
             )
@@ -563,6 +594,7 @@ class _Builder:
         """Release each intermediate slot right after its last reader."""
         plan = self.plan
         keep = set(plan.output_slots) | set(plan.input_slots) | set(plan.captured_slots)
+        keep.update(plan.feed_slots.values())
         keep.update(i for i, v in enumerate(plan.template) if v is not None)
         last: dict[int, int] = {}
         for idx, (_, ins, outs, _) in enumerate(plan.steps):

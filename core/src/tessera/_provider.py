@@ -16,7 +16,7 @@ import numpy as np
 from tessera._fusion import Fusion
 from tessera._kernels import Compute, KernelDef, KernelRegistry, NodeInfo
 
-API_VERSION = "1.1"
+API_VERSION = "1.2"
 """The provider API version this core implements. A factory declares the version it targets in
 ``ProviderFactory.api_version``; the major numbers must match."""
 
@@ -161,6 +161,14 @@ class ExecutionProvider:
     def to_host(self, value: Any) -> Any:
         """Device value -> NumPy. The default assumes values already live on the host."""
         return value
+
+    def adopt(self, value: Any) -> Any | None:
+        """A device value made outside this session (another session's output kept on its
+        device, or an OrtValue the caller made): return it as this provider's kernels read it,
+        after whatever synchronisation that needs, or None if it cannot be read here directly
+        (another device, another context). On None the core copies it through the host. The
+        default adopts nothing. Added in API 1.2."""
+        return None
 
     # -- optional run hooks -------------------------------------------------------------------------
     def on_run_start(self) -> None:

@@ -37,6 +37,10 @@ class Backend:
         """A value as a NumPy array: shape inputs, axes, pads. A synchronising read on a GPU."""
         raise NotImplementedError("a Backend must implement host(value)")
 
+    def adopt(self, value: Any) -> Any | None:
+        """A device array made elsewhere, ready to be read here; None if it cannot be."""
+        return None
+
     def matmul(self, a: Any, b: Any) -> Any:
         return self.xp.matmul(a, b)
 
@@ -93,6 +97,9 @@ class HostBackend(Backend):
 
     def host(self, value: Any) -> np.ndarray:
         return np.asarray(value)
+
+    def adopt(self, value: Any) -> Any | None:
+        return value if isinstance(value, np.ndarray) else None
 
     def erf(self, x: Any) -> Any:
         import math
@@ -151,6 +158,14 @@ class CupyBackend(Backend):
         if isinstance(value, self.xp.ndarray):
             return self.xp.asnumpy(value, stream=self.stream)
         return np.asarray(value)
+
+    def adopt(self, value: Any) -> Any | None:
+        """A CuPy array on this device, read in place once the device is idle: it may have
+        been written on another session's stream, which this provider's stream does not follow."""
+        if not isinstance(value, self.xp.ndarray) or value.device.id != self.device_id:
+            return None
+        self._device.synchronize()
+        return value
 
     def matmul(self, a: Any, b: Any) -> Any:
         if a.dtype != np.float32:

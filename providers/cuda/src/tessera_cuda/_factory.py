@@ -81,7 +81,7 @@ class CUDAProviderFactory(ProviderFactory):
     aliases = ("CUDAExecutionProvider",)
     vendor = "Tessera"
     version = __version__
-    api_version = "1.1"  # uses GraphView.fusion_allowed and KernelRegistry.check
+    api_version = "1.2"  # uses ExecutionProvider.adopt, GraphView.fusion_allowed, KernelRegistry.check
     default_priority = 100
     distribution = "tessera-cuda"
     options = {

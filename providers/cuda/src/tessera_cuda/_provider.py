@@ -118,6 +118,9 @@ class CUDAExecutionProvider(ExecutionProvider):
             return self.be.host(value)
         return value
 
+    def adopt(self, value: Any) -> Any | None:
+        return self.be.adopt(value)
+
     # -- run hooks: the device and the provider's stream are current for the whole run ---------
     def on_run_start(self) -> None:
         stack = getattr(self._scopes, "stack", None)

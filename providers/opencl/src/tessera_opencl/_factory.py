@@ -67,7 +67,7 @@ class OpenCLProviderFactory(ProviderFactory):
     aliases = ("OpenCLExecutionProvider",)
     vendor = "Tessera"
     version = __version__
-    api_version = "1.1"  # uses GraphView.fusion_allowed and KernelRegistry.check
+    api_version = "1.2"  # uses ExecutionProvider.adopt, GraphView.fusion_allowed, KernelRegistry.check
     default_priority = 50
     distribution = "tessera-opencl"
     options = {

@@ -104,6 +104,15 @@ class OpenCLExecutionProvider(ExecutionProvider):
             return self.rt.download(value)
         return value
 
+    def adopt(self, value: Any) -> Any | None:
+        """Arrays in this device's shared context are read in place, after the queue that wrote
+        them has finished (another session's queue, which this one does not wait for)."""
+        if not isinstance(value, cla.Array) or value.context != self.rt.context:
+            return None
+        if value.queue is not None and value.queue != self.rt.queue:
+            value.queue.finish()
+        return value.with_queue(self.rt.queue)
+
 
 _DEVICE_DTYPES = {
     np.dtype(t) for t in ("f4", "f8", "i1", "u1", "i2", "u2", "i4", "u4", "i8", "u8", "?")
