@@ -18,6 +18,8 @@ import functools
 import logging
 import os
 
+from tessera_cpu import _parallel
+
 _log = logging.getLogger("tessera.cpu")
 ENV = "TESSERA_CPU_JIT"
 
@@ -62,6 +64,9 @@ class _Lazy:
                     "tessera_cpu._jit.enabled() when it was built"
                 )
             compiled = self._compiled = numba.njit(**self._options)(self._fn)
+            first = compiled(*args)
+            _parallel.rescan_blas()  # compiling may have loaded another BLAS (SciPy's)
+            return first
         return compiled(*args)
 
 

@@ -177,6 +177,14 @@ def _blas_controllers() -> list:
 _BLAS = None
 
 
+def rescan_blas() -> None:
+    """Find the BLAS libraries again at the next run: numba's first compilation loads SciPy's
+    own OpenBLAS, whose threads would otherwise stay unpinned."""
+    global _BLAS
+    with _lock:
+        _BLAS = None
+
+
 def run_started() -> None:
     """Pin BLAS to one thread while any run is in progress (reference-counted)."""
     global _active_runs, _BLAS

@@ -9,27 +9,43 @@ the critical path of a single thread.
 Three forms, chosen once per input shape:
 
 - ``pointwise``: 1x1, stride 1, no padding: a GEMM straight on the input, no copy;
-- ``depthwise``: one channel per group: a batched GEMM of width 1 per channel;
+- ``depthwise``: one channel per group: a compiled direct loop (``_conv_loops.depthwise``), or
+  without numba a batched GEMM of width 1 per channel;
 - ``im2col``: everything else; with the copy of the columns split across threads it matched or
   beat the single-threaded "shifted GEMM" form (one GEMM of every tap's weights, then K shifted
   slices summed) on ResNet's 3x3 layers at 1 and 2 threads, so that form is only used for
-  non-2-D convolutions (conv.py).
+  non-2-D convolutions (conv.py). The columns are built by a compiled loop straight from the
+  unpadded input (``_conv_loops.im2col``) into a per-thread scratch buffer, or without numba by
+  copying a strided view of a zero-padded copy.
+
+The compiled loops are used when ``tessera_cpu._jit.enabled()`` (read when the engine is made)
+and the compute dtype is float32 or float64; the NumPy forms stay as the fallback.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from tessera_cpu import _parallel
+from tessera_cpu import _jit, _parallel
+from tessera_cpu.kernels import _conv_loops
 
 # Below this many multiply-adds (about 0.3 ms on one thread) a convolution runs on the calling
 # thread: handing half to a worker and joining it costs 30-40 us each way here, and smaller
 # convolutions lost more than they gained (tuned on the benchmark models).
 _PARALLEL_MACS = 25_000_000
+# Multiply-adds one element of im2col columns or of the output's epilogue costs as much time as
+# (about 0.25 ns on one thread, measured on the benchmark models' stems and 1x1s).
+_COPY_MACS = 20
+# im2col columns larger than this (bytes; a core's L2 holds 2 MiB here) are built and multiplied
+# a band of output rows of about _BAND_BYTES at a time, so that the GEMM reads them from L2:
+# 8-15% faster on ResNet's 56x56 3x3 layers and the 7x7 stem, on one thread.
+_BAND_OVER = 2 << 20
+_BAND_BYTES = 1 << 20
 # Output planes at least this large are split by rows (each thread builds its own columns);
 # smaller ones are split by output channels over columns built once.
 _ROW_SPLIT_PIXELS = 1024
@@ -52,6 +68,25 @@ class Epilogue:
             self.activation(yb)
 
 
+_LOOP_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_scratch_local = threading.local()
+
+
+def _scratch(size: int, dtype: np.dtype) -> np.ndarray:
+    """A reusable buffer of ``size`` elements for the calling thread's im2col columns.
+
+    Each thread (the caller and each worker) keeps one buffer per dtype, grown to the largest
+    block it has built: a fresh multi-megabyte array per block is fresh pages to fault in.
+    """
+    bufs = getattr(_scratch_local, "bufs", None)
+    if bufs is None:
+        bufs = _scratch_local.bufs = {}
+    buf = bufs.get(dtype)
+    if buf is None or buf.size < size:
+        buf = bufs[dtype] = np.empty(size, dtype=dtype)
+    return buf[:size]
+
+
 def _chunks(length: int, parts: int) -> list[tuple[int, int]]:
     parts = max(1, min(parts, length))
     bounds = [length * i // parts for i in range(parts + 1)]
@@ -65,7 +100,7 @@ class Conv2D:
     ``out`` the output size, as :func:`tessera_cpu.kernels.conv.same_pads` gives them.
     """
 
-    def __init__(self, w, group, x_shape, ks, strides, dil, pb, pe, out) -> None:
+    def __init__(self, w, group, x_shape, ks, strides, dil, pb, pe, out, jit=None) -> None:
         n, c, h, wd = x_shape
         m, cg = w.shape[:2]
         self.n, self.c, self.g, self.m, self.cg = n, c, group, m, cg
@@ -76,10 +111,17 @@ class Conv2D:
         kprod = ks[0] * ks[1]
         oprod = out[0] * out[1]
         macs = n * m * cg * kprod * oprod
-        self.parallel = macs >= _PARALLEL_MACS and _parallel.threads() > 1
+        # What the columns and the epilogue cost counts too: a convolution with few taps per
+        # output (RGB stems, 1x1s of few channels) spends most of its time outside the GEMM.
+        cost = macs + _COPY_MACS * n * oprod * (m + (c * kprod if kprod > 1 else 0))
+        self.parallel = cost >= _PARALLEL_MACS and _parallel.threads() > 1
         self.threads = _parallel.threads() if self.parallel else 1
         unit = all(s == 1 for s in strides)
         no_pad = not any(pb) and not any(pe)
+        # ``jit`` None: ask _jit now (conv.py builds engines lazily, per input shape).
+        if jit is None:
+            jit = _jit.enabled()
+        self.jit = bool(jit) and w.dtype in _LOOP_DTYPES
         if group == c and self.mg == 1 and kprod > 1:
             self.form = "depthwise"
             self.wk = np.ascontiguousarray(w.reshape(m, kprod))
@@ -116,9 +158,11 @@ class Conv2D:
             writeable=False,
         )
 
-    def _units(self, inner: int) -> list[tuple[int, int, int, int]]:
-        """Work items (n, g, a, b): a range [a, b) of ``inner`` (rows or channels) per (n, g)."""
+    def _units(self, inner: int, bands: int = 1) -> list[tuple[int, int, int, int]]:
+        """Work items (n, g, a, b): a range [a, b) of ``inner`` (rows or channels) per (n, g),
+        in at least ``bands`` ranges."""
         split = self.threads if self.n * self.g < 2 * self.threads else 1
+        split = max(split, bands)
         return [
             (i, g, a, b)
             for i in range(self.n)
@@ -144,9 +188,12 @@ class Conv2D:
     def _pointwise(self, x, y, zf, epi) -> None:
         ow = self.out[1]
         xs = x.reshape(self.n, self.g, self.cg, -1)
-        self._gemm(y, zf, epi, lambda i, g, a, b: xs[i, g, :, a * ow : b * ow])
+        self._gemm(y, zf, epi, lambda i, g, a, b: xs[i, g, :, a * ow : b * ow], xs.__getitem__)
 
     def _im2col(self, x, y, zf, epi) -> None:
+        if self.jit and x.dtype == self.wk.dtype:
+            self._im2col_loop(np.ascontiguousarray(x), y, zf, epi)
+            return
         ow = self.out[1]
         view = self._window(self._pad(x))
         cg = self.cg
@@ -170,12 +217,56 @@ class Conv2D:
         flat = cols.reshape(self.n, self.g, kc, oh * ow)
         self._gemm(y, zf, epi, lambda i, g, a, b: flat[i, g])
 
-    def _gemm(self, y, zf, epi, columns) -> None:
+    def _im2col_loop(self, x, y, zf, epi) -> None:
+        """The im2col form with its columns built by the compiled loop from the unpadded input:
+        the same matrices as the NumPy form, so the same GEMMs and bit-identical results."""
+        oh, ow = self.out
+        cg = self.cg
+        kh, kw = self.ks
+        geo = (kh, kw, *self.strides, *self.dil, *self.pb)
+        kc = cg * kh * kw
+        xg = x.reshape(self.n, self.g, cg, *x.shape[2:])
+
+        if oh * ow >= _ROW_SPLIT_PIXELS:
+            # Split by rows: each block's columns go to its thread's scratch buffer, used by that
+            # block's GEMM before the thread builds the next.
+            def columns(i, g, a, b):
+                cols = _scratch(kc * (b - a) * ow, x.dtype).reshape(kc, (b - a) * ow)
+                _conv_loops.im2col(xg[i, g], cols, 0, cg, a, b, *geo, ow)
+                return cols
+
+            bands = 1
+            per_thread = kc * oh * ow * x.itemsize // self.threads
+            if per_thread > _BAND_OVER:
+                bands = self.threads * -(-per_thread // _BAND_BYTES)
+            self._gemm(y, zf, epi, columns, bands=min(bands, oh))
+            return
+        # Small planes: the columns are made once (split by bands of channels over the threads
+        # when the convolution is), then split by output channels.
+        flat = np.empty((self.n, self.g, kc, oh * ow), dtype=x.dtype)
+
+        def copy(i, g, a, b):
+            _conv_loops.im2col(xg[i, g], flat[i, g], a, b, 0, oh, *geo, ow)
+
+        self._run(self._units(cg), copy)
+        self._gemm(y, zf, epi, lambda i, g, a, b: flat[i, g], flat.__getitem__)
+
+    def _gemm(self, y, zf, epi, columns, stacked=None, bands=1) -> None:
         """Y = W @ columns per (image, group); ``columns(i, g, a, b)`` gives the (K, pixels)
         columns of output rows a..b. Large planes split by rows (each thread makes its own
-        columns); small ones by output channels over columns made once."""
+        columns, in at least ``bands`` bands); small ones by output channels over columns made
+        once. On one thread, grouped
+        convolutions whose columns ``stacked(i)`` gives as one (G, K, pixels) array take one
+        batched matmul and one epilogue per image (the same GEMMs, fewer Python calls)."""
         oh, ow = self.out
         mg = self.mg
+        if stacked is not None and self.g > 1 and not self.parallel:
+            p = oh * ow
+            for i in range(self.n):
+                yi = y[i]
+                np.matmul(self.wk, stacked(i), out=yi.reshape(self.g, mg, p))
+                epi.apply(yi, 0, self.m, None if zf is None else zf[i])
+            return
         if oh * ow >= _ROW_SPLIT_PIXELS:
 
             def by_rows(i, g, a, b):
@@ -184,7 +275,7 @@ class Conv2D:
                 np.matmul(self.wk[g], columns(i, g, a, b), out=yb)
                 epi.apply(yb, m0, m1, None if zf is None else zf[i, m0:m1, p0:p1])
 
-            self._run(self._units(oh), by_rows)
+            self._run(self._units(oh, bands), by_rows)
             return
         cols = [[columns(i, g, 0, oh) for g in range(self.g)] for i in range(self.n)]
 
@@ -197,6 +288,9 @@ class Conv2D:
         self._run(self._units(mg), by_channels)
 
     def _depthwise(self, x, y, zf, epi) -> None:
+        if self.jit and x.dtype == self.wk.dtype:
+            self._depthwise_loop(np.ascontiguousarray(x), y, zf, epi)
+            return
         # One batched GEMM of width 1 per channel over its own columns: BLAS's small-matrix path
         # beats K multiply-add passes of NumPy's broadcasting loops by 1.5-3x on these shapes.
         oh, ow = self.out
@@ -210,6 +304,23 @@ class Conv2D:
             np.matmul(wk[a:b], cols, out=yb[:, None, :])
             epi.apply(yb, a, b, None if zf is None else zf[i, a:b])
 
+        self._run(self._depthwise_units(), work)
+
+    def _depthwise_loop(self, x, y, zf, epi) -> None:
+        """Depthwise by the compiled direct loop, then the epilogue on the block in cache."""
+        geo = (*self.ks, *self.strides, *self.dil, *self.pb)
+        ow = self.out[1]
+        wk = self.wk
+        size = _conv_loops.depthwise_scratch(self.ks, self.strides, self.dil, self.out)
+
+        def work(i, _g, a, b):
+            yb = y[i, a:b]
+            buf = _scratch(size, x.dtype)
+            _conv_loops.depthwise(x[i], wk, y[i], a, b, *geo, ow, buf)
+            epi.apply(yb, a, b, None if zf is None else zf[i, a:b])
+
+        self._run(self._depthwise_units(), work)
+
+    def _depthwise_units(self) -> list[tuple[int, int, int, int]]:
         split = self.threads if self.n < 2 * self.threads else 1
-        units = [(i, 0, a, b) for i in range(self.n) for a, b in _chunks(self.m, split)]
-        self._run(units, work)
+        return [(i, 0, a, b) for i in range(self.n) for a, b in _chunks(self.m, split)]
