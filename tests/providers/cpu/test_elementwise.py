@@ -241,18 +241,41 @@ def test_unary_float_ops_preserve_narrow_float_dtypes(dtype):
         np.testing.assert_allclose(y.astype(np.float32), ref(x.astype(np.float64)), rtol=1e-2)
 
 
-def test_gelu_exact_and_tanh_approximations():
+@pytest.fixture(params=["loops", "numpy"])
+def gelu_form(request, monkeypatch):
+    """Float32 Gelu through the compiled loops, then through the NumPy blocks. Returns the
+    list of loop calls made, which stays empty for the NumPy form."""
+    from tessera_cpu import _jit
+
+    calls: list[int] = []
+    if request.param == "numpy":
+        monkeypatch.setenv(_jit.ENV, "0")
+        return calls
+    pytest.importorskip("numba")
+    monkeypatch.delenv(_jit.ENV, raising=False)
+    from tessera_cpu.kernels import _math_loops
+
+    real = _math_loops.Loops.__call__
+    monkeypatch.setattr(
+        _math_loops.Loops, "__call__", lambda self, *a: calls.append(1) or real(self, *a)
+    )
+    calls.append(0)  # marks the loop form: a float32 run must add calls
+    return calls
+
+
+def test_gelu_exact_and_tanh_approximations(gelu_form):
     x = np.linspace(-5, 5, 101).astype(np.float32)
     exact = np.array([0.5 * v * (1 + math.erf(v / math.sqrt(2))) for v in x.astype(np.float64)])
     np.testing.assert_allclose(run_op("Gelu", [x], opset=20), exact, rtol=1e-5, atol=1e-6)
     approx = 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
     y = run_op("Gelu", [x], opset=20, approximate="tanh")
     np.testing.assert_allclose(y, approx, rtol=1e-5, atol=1e-6)
+    assert len(gelu_form) != 1  # the loop form ran its loops (the NumPy form has none)
 
 
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_gelu_is_accurate_in_both_tails_and_saturates(approximate, dtype):
+def test_gelu_is_accurate_in_both_tails_and_saturates(approximate, dtype, gelu_form):
     x = np.concatenate([np.linspace(-12, 12, 24001), np.logspace(-30, 1.5, 500)])
     x = np.concatenate([x, -x]).astype(dtype)
     xd = x.astype(np.float64)
@@ -272,6 +295,7 @@ def test_gelu_is_accurate_in_both_tails_and_saturates(approximate, dtype):
     edge = np.array([np.inf, np.nan, 1e30, -1e30, 0.0], dtype)
     np.testing.assert_array_equal(run_op("Gelu", [edge], opset=20, approximate=approximate),
                                   np.array([np.inf, np.nan, 1e30, 0.0, 0.0], dtype))  # fmt: skip
+    assert len(gelu_form) != 1 or dtype == np.float64  # float32 ran the loops when on
 
 
 def test_gelu_rejects_an_unknown_approximation():

@@ -112,7 +112,15 @@ def build(node: NodeInfo) -> Callable[[np.ndarray], None] | None:
     except Exception as exc:
         raise ValueError(f"{node.describe()}: activation {op} cannot be built: {exc}") from exc
 
+    in_place = None
+    if op == "Gelu":  # compiled loops work in place on the block
+        from tessera_cpu.kernels.activation import gelu32_loops
+
+        in_place = gelu32_loops(str(attrs.get("approximate", "none")))
+
     def apply(y: np.ndarray) -> None:
+        if in_place is not None and y.dtype == np.float32 and in_place(y):
+            return
         y[...] = compute(y)[0]
 
     return apply

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
 import numpy as np
 
 from tessera.provider import FLOAT_TYPES, INT_TYPES, SIGNED_INT_TYPES, NodeInfo
+from tessera_cpu import _jit
 from tessera_cpu.kernels._registry import registry
 from tessera_cpu.kernels.elementwise import FLOAT8_TYPES, chebyshev_fit, erf, horner, map_chunks
 from tessera_cpu.kernels.elementwise import math_dtype as _wide
@@ -238,6 +240,23 @@ def _gelu_tanh_block(x: np.ndarray, out: np.ndarray, s: np.ndarray) -> None:
     np.divide(x, out, out=out)
 
 
+@functools.cache
+def _gelu32_loops(approximate: str):
+    from tessera_cpu.kernels import _math_loops
+
+    if approximate == "none":
+        return _math_loops.gelu_erf_loops(_GELU32_POLY, _GELU32_SMAX)
+    c1 = -2 * _SQRT_2_OVER_PI
+    return _math_loops.gelu_tanh_loops(np.float32(c1 * 0.044715), np.float32(c1))
+
+
+def gelu32_loops(approximate: str):
+    """The compiled float32 Gelu (``loops(x, out)``, in place without ``out``; False when x's
+    layout does not suit them), or None when compiled loops are off. The same formulas as the
+    NumPy blocks below, in one pass per element."""
+    return _gelu32_loops(approximate) if _jit.enabled() else None
+
+
 @_simple("Gelu", (20,))
 def _gelu(node: NodeInfo):
     approximate = node.attr("approximate", "none")
@@ -245,8 +264,19 @@ def _gelu(node: NodeInfo):
         raise ValueError(
             f"{node.describe()}: approximate must be 'none' or 'tanh', got {approximate!r}"
         )
+    loops = gelu32_loops(approximate)
+
+    def compiled(x):
+        if loops is not None and x.dtype == np.float32 and x.size:
+            out = np.empty(x.shape, np.float32)
+            if loops(x, out):
+                return out
+        return None
 
     def exact(x):
+        y = compiled(x)
+        if y is not None:
+            return y
         if x.dtype == np.float32:
             with np.errstate(over="ignore"):
                 return map_chunks(x, x.dtype, _gelu_erf32_block)
@@ -257,6 +287,9 @@ def _gelu(node: NodeInfo):
         return y
 
     def tanh(x):
+        y = compiled(x)
+        if y is not None:
+            return y
         with np.errstate(over="ignore"):
             return map_chunks(x, x.dtype, _gelu_tanh_block)
 

@@ -1,0 +1,158 @@
+"""Compiled float32 elementwise loops that need exp: Gelu (exact and tanh forms).
+
+The loops read ``rows`` runs of ``cols`` elements, ``stride`` apart, of a flat array: a
+contiguous tensor is one run, and a column band of a larger product (as FusedMatMul's epilogue
+has its blocks) is one run per row, so the inner loop is always contiguous and vectorizes
+(numba's own strided 2-D arrays did not). :func:`runs` makes that view.
+
+numba compiles ``math.exp`` to a call into libm per element (2 ns here, five times NumPy's
+vectorized exp), so these loops carry their own exp: Cody-Waite range reduction to
+r in [-ln2/2, ln2/2], a degree-6 polynomial for e^r (Cephes' expf coefficients, within 1 ulp),
+and the power of two built directly in the exponent bits. Everything is then inline and the
+loops vectorize. Imported only when compiled loops are enabled: it needs numba at import.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
+
+from tessera_cpu import _jit
+
+
+@intrinsic
+def _float32_from_bits(typingctx, bits):
+    """The float32 whose bit pattern is the int32 ``bits``."""
+    if not isinstance(bits, types.Integer) or bits.bitwidth != 32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return types.float32(bits), codegen
+
+
+_LOG2E = np.float32(1.4426950408889634)
+_LN2_HI = np.float32(0.693359375)
+_LN2_LO = np.float32(-2.12194440e-4)
+_EXP_MAX = np.float32(88.37)  # e^x is inf above (2^127.5; the scale below needs n <= 127)
+_EXP_MIN = np.float32(-87.3365447504019)  # 2^-126: results below are flushed to 0
+_P0 = np.float32(1.9875691500e-4)
+_P1 = np.float32(1.3981999507e-3)
+_P2 = np.float32(8.3334519073e-3)
+_P3 = np.float32(4.1665795894e-2)
+_P4 = np.float32(1.6666665459e-1)
+_P5 = np.float32(5.0000001201e-1)
+_ONE = np.float32(1.0)
+_HALF = np.float32(0.5)
+_ZERO = np.float32(0.0)
+_INF = np.float32(np.inf)
+
+
+def _exp32(x):
+    """e^x in float32 for a float32 x; inf above the range, 0 below it, NaN for NaN."""
+    big = x > _EXP_MAX
+    tiny = x < _EXP_MIN
+    y = min(max(x, _EXP_MIN), _EXP_MAX)
+    n = np.float32(np.floor(y * _LOG2E + _HALF))
+    r = y - n * _LN2_HI - n * _LN2_LO
+    p = (((((_P0 * r + _P1) * r + _P2) * r + _P3) * r + _P4) * r + _P5) * (r * r) + r + _ONE
+    scale = _float32_from_bits(np.int32((np.int32(n) + np.int32(127)) << np.int32(23)))
+    e = p * scale
+    e = _INF if big else e
+    e = _ZERO if tiny else e
+    return e if x == x else x
+
+
+_exp32 = _jit.inline(_exp32)
+
+
+def runs(a: np.ndarray) -> tuple[np.ndarray, int, int, int] | None:
+    """(flat, rows, cols, stride) covering ``a`` as rows of contiguous runs, without a copy:
+    flat starts at a's first element and ends at its last. None if a is not laid out so."""
+    if a.size == 0:
+        return None
+    if a.flags.c_contiguous:
+        return a.reshape(-1), 1, a.size, a.size
+    rows2d = a.view()
+    try:
+        rows2d.shape = (-1, a.shape[-1])  # raises instead of copying
+    except AttributeError:
+        return None
+    item = a.itemsize
+    if rows2d.strides[1] != item or rows2d.strides[0] % item or rows2d.strides[0] < 0:
+        return None
+    rows, cols = rows2d.shape
+    stride = rows2d.strides[0] // item
+    span = (rows - 1) * stride + cols
+    flat = np.lib.stride_tricks.as_strided(a, shape=(span,), strides=(item,))
+    return flat, rows, cols, stride
+
+
+class Loops:
+    """A compiled elementwise map as two loops over :func:`runs` views: ``apply(x, out, rows,
+    cols, stride)`` and ``in_place(x, rows, cols, stride)``. In place is its own loop because
+    with ``out is x`` the aliasing check LLVM adds before the vector loop fails, and the
+    scalar fallback ran 5x slower."""
+
+    def __init__(self, value, tag: str) -> None:
+        value = _jit.inline(value)
+
+        def apply(x, out, rows, cols, stride):
+            for r in range(rows):
+                xr, outr = x[r * stride :], out[r * stride :]  # offset views: i >= 0 is provable
+                for i in range(cols):
+                    outr[i] = value(xr[i])
+
+        def in_place(x, rows, cols, stride):
+            for r in range(rows):
+                xr = x[r * stride :]
+                for i in range(cols):
+                    xr[i] = value(xr[i])
+
+        apply.__qualname__ = apply.__name__ = f"{tag}_apply"
+        in_place.__qualname__ = in_place.__name__ = f"{tag}_in_place"
+        self._apply, self._in_place = _jit.loop(apply), _jit.loop(in_place)
+
+    def __call__(self, x: np.ndarray, out: np.ndarray | None = None) -> bool:
+        """out = f(x) (in place when out is None or x); False, untouched, when either is not
+        laid out as runs of the same shape."""
+        src = runs(x)
+        if src is None:
+            return False
+        if out is None or out is x:
+            self._in_place(*src)
+            return True
+        dst = runs(out)
+        if dst is None or dst[1:] != src[1:]:
+            return False
+        self._apply(src[0], dst[0], *src[1:])
+        return True
+
+
+def gelu_erf_loops(poly: np.ndarray, smax: np.float32) -> Loops:
+    """Exact Gelu, x / (1 + exp(x * p(min(x^2, smax)))) with p the negated logit fit
+    activation.py makes (the same coefficients as its NumPy form)."""
+    coeffs = tuple(np.float32(c) for c in poly)
+    degree = len(coeffs) - 1
+
+    def value(v):
+        s = min(v * v, smax)
+        acc = coeffs[degree]
+        for k in range(degree - 1, -1, -1):
+            acc = acc * s + coeffs[k]
+        return v / (_ONE + _exp32(acc * v))
+
+    return Loops(value, f"gelu_erf_d{degree}")
+
+
+def gelu_tanh_loops(c3: np.float32, c1: np.float32) -> Loops:
+    """Gelu's tanh form as x / (1 + exp(x * (c1 + c3 x^2))), c1 = -2 sqrt(2/pi) and
+    c3 = 0.044715 c1."""
+
+    def value(v):
+        return v / (_ONE + _exp32(v * (c1 + c3 * (v * v))))
+
+    return Loops(value, "gelu_tanh")
