@@ -128,16 +128,31 @@ def test_conv_chains_fuse_and_match_onnxruntime(tail):
         assert [len(parts) for parts in fused.values()] == [expected]
 
 
-def test_fused_and_unfused_results_are_identical():
-    model, feeds = _chain_model(
-        (1, 32, 24, 24), (64, 32, 3, 3), {"pads": [1, 1, 1, 1]}, ("Add", "Relu")
-    )
+@pytest.mark.parametrize("loops", [True, False], ids=["compiled-epilogue", "numpy-epilogue"])
+@pytest.mark.parametrize("tail", [("Add", "Relu"), ("LeakyRelu",), ("Add", "Clip"), ("Add",)])
+def test_fused_and_unfused_results_are_identical(tail, loops, monkeypatch):
+    from tessera_cpu import _jit
+    from tessera_cpu.kernels import _conv_loops
+
+    calls = []
+    if loops:
+        pytest.importorskip("numba")
+        monkeypatch.delenv(_jit.ENV, raising=False)
+        real = _conv_loops.epilogue
+        monkeypatch.setattr(_conv_loops, "epilogue", lambda *a: calls.append(1) or real(*a))
+    else:
+        monkeypatch.setenv(_jit.ENV, "0")
+    model, feeds = _chain_model((1, 32, 24, 24), (64, 32, 3, 3), {"pads": [1, 1, 1, 1]}, tail)
+    feeds["x"][0, 3, 5, 5] = np.nan  # NaN reaches the activation, which must keep it
     fused = tessera.InferenceSession(model.SerializeToString(), providers=["cpu"])
     opts = tessera.SessionOptions()
     opts.graph_optimization_level = tessera.GraphOptimizationLevel.ORT_ENABLE_BASIC
     plain = tessera.InferenceSession(model.SerializeToString(), opts, providers=["cpu"])
     assert fused._plan.fused and not plain._plan.fused
-    np.testing.assert_array_equal(fused.run(None, feeds)[0], plain.run(None, feeds)[0])
+    got = fused.run(None, feeds)[0]
+    np.testing.assert_array_equal(got, plain.run(None, feeds)[0])
+    assert np.isnan(got).any()
+    assert bool(calls) == loops
 
 
 def test_a_conv_output_read_elsewhere_is_not_fused():

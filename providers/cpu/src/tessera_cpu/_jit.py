@@ -18,6 +18,8 @@ import functools
 import logging
 import os
 
+import numpy as np
+
 from tessera_cpu import _parallel
 
 _log = logging.getLogger("tessera.cpu")
@@ -81,3 +83,29 @@ def loop(fn=None, *, fastmath: bool = False):
     if fn is None:
         return lambda f: _Lazy(f, options)
     return _Lazy(fn, options)
+
+
+def runs(a: np.ndarray, by_row: bool = False) -> tuple[np.ndarray, int, int, int] | None:
+    """(flat, rows, cols, stride) covering ``a`` as rows of contiguous runs, without a copy:
+    flat starts at a's first element and ends at its last; a row is ``a``'s last axis (a
+    contiguous ``a`` is one run unless ``by_row``). None if ``a`` is not laid out so.
+
+    numba compiles loops over such a flat C-contiguous array and offsets into it to vector
+    code; over a strided 2-D array it did not."""
+    if a.size == 0:
+        return None
+    if a.flags.c_contiguous and not by_row:
+        return a.reshape(-1), 1, a.size, a.size
+    rows2d = a.view()
+    try:
+        rows2d.shape = (-1, a.shape[-1])  # raises instead of copying
+    except AttributeError:
+        return None
+    item = a.itemsize
+    if rows2d.strides[1] != item or rows2d.strides[0] % item or rows2d.strides[0] < 0:
+        return None
+    rows, cols = rows2d.shape
+    stride = rows2d.strides[0] // item
+    span = (rows - 1) * stride + cols
+    flat = np.lib.stride_tricks.as_strided(a, shape=(span,), strides=(item,))
+    return flat, rows, cols, stride

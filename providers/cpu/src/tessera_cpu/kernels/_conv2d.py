@@ -51,14 +51,34 @@ _BAND_BYTES = 1 << 20
 _ROW_SPLIT_PIXELS = 1024
 
 
+_LOOP_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_EMPTY = {dt: np.empty(0, dt) for dt in _LOOP_DTYPES}  # an absent bias or residual
+
+
 @dataclasses.dataclass(frozen=True)
 class Epilogue:
     """What a fused convolution applies to each output block: ``+ bias``, ``+ z``, activation."""
 
     bias: np.ndarray | None = None  # (M,) in the compute dtype
     activation: Callable[[np.ndarray], None] | None = None  # in place on a block
+    # The activation as a _conv_loops code and its parameters, when the compiled loop may do
+    # the whole epilogue in one pass (None: the NumPy passes below).
+    loop: tuple[int, float, float] | None = None
 
     def apply(self, yb: np.ndarray, m0: int, m1: int, zb: np.ndarray | None) -> None:
+        if self.loop is not None and yb.ndim == 2 and yb.dtype in _LOOP_DTYPES:
+            ys = _jit.runs(yb, by_row=True)
+            zs = _jit.runs(zb, by_row=True) if zb is not None else None
+            if ys is not None and (zb is None or (zs is not None and zs[1:3] == ys[1:3])):
+                code, p0, p1 = self.loop
+                t = yb.dtype.type
+                _conv_loops.epilogue(
+                    ys[0], ys[1], ys[2], ys[3],
+                    self.bias if self.bias is not None else _EMPTY[yb.dtype], m0,
+                    zs[0] if zs is not None else _EMPTY[yb.dtype], zs[3] if zs else 0,
+                    code, t(p0), t(p1),
+                )  # fmt: skip
+                return
         # The same operations in the same order as the unfused Conv (bias), Add and activation.
         if self.bias is not None:
             yb += self.bias[m0:m1, None] if yb.ndim == 2 else self.bias[m0:m1, None, None]
@@ -68,7 +88,6 @@ class Epilogue:
             self.activation(yb)
 
 
-_LOOP_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _scratch_local = threading.local()
 
 

@@ -128,3 +128,41 @@ def im2col(x, cols, c0, c1, oh0, oh1, kh, kw, sh, sw, dh, dw, ph, pw, ow_n):
                             dst[_U(base + ow)] = xr[_U(ow * sw + off)]
                     for ow in range(hi, ow_n):
                         dst[_U(base + ow)] = 0
+
+
+# Epilogue activations (FusedConv's): codes for :func:`epilogue`.
+NO_ACTIVATION, RELU, LEAKY_RELU, CLIP = 0, 1, 2, 3
+
+
+@_jit.loop
+def epilogue(y, rows, cols, stride, bias, b0, z, zstride, kind, p0, p1):
+    """``y = act(y + bias[b0 + row] + z)`` in place over ``rows`` runs of ``cols`` (a block of
+    channels by pixels, rows ``stride`` apart in the flat ``y``): the Epilogue's NumPy passes
+    in one, with the same operations in the same order, so the same bits. An empty ``bias`` or
+    ``z`` is absent. ``kind``: NO_ACTIVATION, RELU, LEAKY_RELU (alpha p0), CLIP (p0, p1).
+    NaN propagates as through np.maximum/np.minimum."""
+    has_bias = bias.size > 0
+    has_z = z.size > 0
+    zero = y.dtype.type(0)
+    for r in range(rows):
+        yr = y[r * stride :]
+        zr = z[r * zstride :] if has_z else z
+        bv = bias[b0 + r] if has_bias else zero
+        for i in range(cols):
+            v = yr[i]
+            if has_bias:
+                v = v + bv
+            if has_z:
+                v = v + zr[i]
+            if kind == RELU:
+                v = v if (v > zero or v != v) else zero
+            elif kind == LEAKY_RELU:
+                t = v * p0
+                if p0 <= 1:
+                    v = v if (v > t or v != v) else t
+                else:
+                    v = v if (v < t or v != v) else t
+            elif kind == CLIP:
+                v = v if (v > p0 or v != v) else y.dtype.type(p0)
+                v = v if (v < p1 or v != v) else y.dtype.type(p1)
+            yr[i] = v

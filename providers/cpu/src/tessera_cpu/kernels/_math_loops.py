@@ -3,7 +3,7 @@
 The loops read ``rows`` runs of ``cols`` elements, ``stride`` apart, of a flat array: a
 contiguous tensor is one run, and a column band of a larger product (as FusedMatMul's epilogue
 has its blocks) is one run per row, so the inner loop is always contiguous and vectorizes
-(numba's own strided 2-D arrays did not). :func:`runs` makes that view.
+(numba's own strided 2-D arrays did not). :func:`tessera_cpu._jit.runs` makes that view.
 
 numba compiles ``math.exp`` to a call into libm per element (2 ns here, five times NumPy's
 vectorized exp), so these loops carry their own exp: Cody-Waite range reduction to
@@ -69,33 +69,11 @@ def _exp32(x):
 _exp32 = _jit.inline(_exp32)
 
 
-def runs(a: np.ndarray) -> tuple[np.ndarray, int, int, int] | None:
-    """(flat, rows, cols, stride) covering ``a`` as rows of contiguous runs, without a copy:
-    flat starts at a's first element and ends at its last. None if a is not laid out so."""
-    if a.size == 0:
-        return None
-    if a.flags.c_contiguous:
-        return a.reshape(-1), 1, a.size, a.size
-    rows2d = a.view()
-    try:
-        rows2d.shape = (-1, a.shape[-1])  # raises instead of copying
-    except AttributeError:
-        return None
-    item = a.itemsize
-    if rows2d.strides[1] != item or rows2d.strides[0] % item or rows2d.strides[0] < 0:
-        return None
-    rows, cols = rows2d.shape
-    stride = rows2d.strides[0] // item
-    span = (rows - 1) * stride + cols
-    flat = np.lib.stride_tricks.as_strided(a, shape=(span,), strides=(item,))
-    return flat, rows, cols, stride
-
-
 class Loops:
-    """A compiled elementwise map as two loops over :func:`runs` views: ``apply(x, out, rows,
-    cols, stride)`` and ``in_place(x, rows, cols, stride)``. In place is its own loop because
-    with ``out is x`` the aliasing check LLVM adds before the vector loop fails, and the
-    scalar fallback ran 5x slower."""
+    """A compiled elementwise map as two loops over :func:`tessera_cpu._jit.runs` views:
+    ``apply(x, out, rows, cols, stride)`` and ``in_place(x, rows, cols, stride)``. In place
+    is its own loop because with ``out is x`` the aliasing check LLVM adds before the vector
+    loop fails, and the scalar fallback ran 7x slower."""
 
     def __init__(self, value, tag: str) -> None:
         value = _jit.inline(value)
@@ -119,13 +97,13 @@ class Loops:
     def __call__(self, x: np.ndarray, out: np.ndarray | None = None) -> bool:
         """out = f(x) (in place when out is None or x); False, untouched, when either is not
         laid out as runs of the same shape."""
-        src = runs(x)
+        src = _jit.runs(x)
         if src is None:
             return False
         if out is None or out is x:
             self._in_place(*src)
             return True
-        dst = runs(out)
+        dst = _jit.runs(out)
         if dst is None or dst[1:] != src[1:]:
             return False
         self._apply(src[0], dst[0], *src[1:])

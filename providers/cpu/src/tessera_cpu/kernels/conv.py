@@ -9,8 +9,8 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from tessera.provider import FLOAT_TYPES, NUMERIC_TYPES, NodeInfo
-from tessera_cpu import _parallel
-from tessera_cpu.kernels import _conv2d, _fused_activation
+from tessera_cpu import _jit, _parallel
+from tessera_cpu.kernels import _conv2d, _conv_loops, _fused_activation
 from tessera_cpu.kernels._registry import registry
 
 _AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
@@ -227,10 +227,14 @@ def _prepare_weight(w: np.ndarray, group: int, dt) -> np.ndarray:
     return np.ascontiguousarray(w.reshape(group, w.shape[0] // group, -1).astype(dt, copy=False))
 
 
-def _conv_kernel(node: NodeInfo, activation=None):
+def _conv_kernel(node: NodeInfo, activation=None, loop_activation=(0, 0.0, 0.0)):
     """Conv, and FusedConv's ``act(Conv(X, W, B) + Z)``: 2-D inputs go through
-    :class:`~tessera_cpu.kernels._conv2d.Conv2D`, other ranks through batched GEMMs."""
+    :class:`~tessera_cpu.kernels._conv2d.Conv2D`, other ranks through batched GEMMs.
+    ``loop_activation`` is the activation as a ``_conv_loops`` code and parameters, for the
+    compiled one-pass epilogue (None: it has no such form)."""
     attrs = window_attrs(node)
+    use_loop = _jit.enabled() and loop_activation is not None
+    loop_bias_only = (_conv_loops.NO_ACTIVATION, 0.0, 0.0) if _jit.enabled() else None
     group = int(node.attr("group", 1))
     unit_strides = all(int(s) == 1 for s in (attrs[1] or [1]))
 
@@ -281,7 +285,10 @@ def _conv_kernel(node: NodeInfo, activation=None):
         if z is not None and z.shape == y_shape:
             zc = z.astype(dt, copy=False)
         late = z is not None and zc is None  # a broadcasting Z is added after the whole output
-        epi = _conv2d.Epilogue(bias, None if late else activation)
+        if late:
+            epi = _conv2d.Epilogue(bias, None, loop_bias_only)
+        else:
+            epi = _conv2d.Epilogue(bias, activation, loop_activation if use_loop else None)
         xc = x.astype(dt, copy=False)
         if x.ndim == 4 and math.prod(out) > 0:
             y = engine(x.shape, w, geometry)(xc, epi, zc)
@@ -316,12 +323,13 @@ def conv(node: NodeInfo):
 
 
 FUSED_DOMAIN = "ai.tessera.cpu"
-# FusedConv's activations: name -> (parameter count, in-place function factory).
+# FusedConv's activations: name -> (parameter count, in-place function factory, the code of
+# the compiled epilogue's form in _conv_loops).
 ACTIVATIONS = {
-    "": (0, lambda: None),
-    "Relu": (0, lambda: _fused_activation.relu),
-    "LeakyRelu": (1, _fused_activation.leaky_relu),
-    "Clip": (2, _fused_activation.clip),  # (min, max); -inf / inf where the Clip had none
+    "": (0, lambda: None, _conv_loops.NO_ACTIVATION),
+    "Relu": (0, lambda: _fused_activation.relu, _conv_loops.RELU),
+    "LeakyRelu": (1, _fused_activation.leaky_relu, _conv_loops.LEAKY_RELU),
+    "Clip": (2, _fused_activation.clip, _conv_loops.CLIP),  # -inf / inf where the Clip had none
 }
 
 
@@ -338,13 +346,14 @@ def fused_conv(node: NodeInfo):
         raise ValueError(
             f"{node.describe()}: activation {name!r} is not one of {sorted(ACTIVATIONS)}"
         )
-    count, make = ACTIVATIONS[name]
+    count, make, code = ACTIVATIONS[name]
     if len(params) != count:
         raise ValueError(
             f"{node.describe()}: activation {name or 'none'} takes {count} activation_params, "
             f"got {params}"
         )
-    return _conv_kernel(node, make(*params))
+    p0, p1 = (*params, 0.0, 0.0)[:2]
+    return _conv_kernel(node, make(*params), (code, p0, p1))
 
 
 def col2im_add(cols: np.ndarray, ks, strides, dil, pb, out_sp) -> np.ndarray:
