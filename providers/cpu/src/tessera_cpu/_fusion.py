@@ -2,7 +2,10 @@
 
 - ``Conv [-> Add/Sum(residual)] [-> Relu | LeakyRelu | Clip]`` becomes ``ai.tessera.cpu::FusedConv``;
 - ``MatMul [-> Add(bias of shape (N,))] [-> Add(residual)] [-> elementwise activation]`` becomes
-  ``ai.tessera.cpu::FusedMatMul``.
+  ``ai.tessera.cpu::FusedMatMul``;
+- inference ``BatchNormalization -> Relu | LeakyRelu | Clip`` becomes
+  ``ai.tessera.cpu::FusedBatchNormalization`` (DenseNet's BN -> Relu -> Conv after a Concat, where
+  the BN cannot be folded into a convolution).
 
 The bias, the residual and the activation are applied to each block of the product while it is in
 cache, instead of more passes over the whole tensor. Only float32/float64 chains fuse: a float16
@@ -62,10 +65,12 @@ def _activation(view: GraphView, key: int) -> tuple[str, list[float]] | None:
 
 
 def fusions(view: GraphView) -> list[Fusion]:
-    """Every FusedConv and FusedMatMul chain among the provider's kernel claims."""
+    """Every FusedConv, FusedMatMul and FusedBatchNormalization chain among the provider's
+    kernel claims."""
     keys = {id(node): k for k, node in view.ir_nodes.items()}
     taken: set[int] = set()
     found = conv_fusions(view, keys, taken)
+    found += batch_norm_fusions(view, keys, taken)
     for k, info in view.nodes.items():
         if info.op_type == "MatMul" and not info.domain and info.output_types[0] in _FLOATS:
             fusion = _matmul_chain(view, keys, k)
@@ -177,4 +182,35 @@ def conv_fusions(view: GraphView, keys: dict[int, int], taken: set[int]) -> list
             attrs["activation_params"] = act[1]
         inputs = [v.name if v is not None else "" for v in conv.inputs] + ["", ""]
         fusions.append(Fusion(tuple(group), "FusedConv", FUSED_DOMAIN, (*inputs[:3], z), attrs))
+    return fusions
+
+
+def batch_norm_fusions(view: GraphView, keys: dict[int, int], taken: set[int]) -> list[Fusion]:
+    """Inference BatchNormalization (one output, float/double) whose output only an activation
+    FusedConv takes reads: the activation is applied in the same pass."""
+    fusions: list[Fusion] = []
+    for k, info in view.nodes.items():
+        if (
+            info.op_type != "BatchNormalization"
+            or info.domain
+            or info.output_types[0] not in _FLOATS
+            or sum(1 for o in info.outputs if o) != 1
+            or bool(info.attr("training_mode", 0))
+            or k in taken
+        ):
+            continue
+        bn = view.ir_nodes[k]
+        nxt = _single_user(bn.outputs[0], keys)
+        act = _activation(view, nxt) if nxt is not None and nxt not in taken else None
+        if act is None:
+            continue
+        taken.update((k, nxt))
+        attrs: dict[str, Any] = {
+            "epsilon": float(info.attr("epsilon", 1e-5)),
+            "activation": act[0],
+        }
+        if act[1]:
+            attrs["activation_params"] = act[1]
+        inputs = tuple(v.name if v is not None else "" for v in bn.inputs)
+        fusions.append(Fusion((k, nxt), "FusedBatchNormalization", FUSED_DOMAIN, inputs, attrs))
     return fusions

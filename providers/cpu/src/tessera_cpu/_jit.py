@@ -77,8 +77,9 @@ def inline(fn):
     return _numba().njit(inline="always")(fn)
 
 
-def loop(fn=None, *, fastmath: bool = False):
-    """Decorate a loop to be compiled with numba (``nogil``, cached on disk) on first call."""
+def loop(fn=None, *, fastmath: bool | set[str] = False):
+    """Decorate a loop to be compiled with numba (``nogil``, cached on disk) on first call.
+    ``fastmath`` takes numba's flags: True for all, or a set such as ``{"reassoc"}``."""
     options = {"nogil": True, "cache": True, "fastmath": fastmath, "error_model": "numpy"}
     if fn is None:
         return lambda f: _Lazy(f, options)

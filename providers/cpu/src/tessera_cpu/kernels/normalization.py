@@ -7,7 +7,10 @@ import math
 import numpy as np
 
 from tessera.provider import FLOAT_TYPES, NodeInfo
+from tessera_cpu import _jit
+from tessera_cpu.kernels import _norm_loops
 from tessera_cpu.kernels._registry import registry
+from tessera_cpu.kernels.conv import ACTIVATIONS, FUSED_DOMAIN
 
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
@@ -50,6 +53,51 @@ def _row_stats(x2: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray, np.n
 # --------------------------------------------------------------------------- BatchNormalization
 
 
+def _bn_fold(scale, bias, mean, var, eps: float, cdt: np.dtype):
+    """Inference BatchNorm as y = x * a + b with per-channel a, b (in float64, then cdt)."""
+    a = scale.astype(np.float64) / np.sqrt(var.astype(np.float64) + eps)
+    b = bias.astype(np.float64) - mean.astype(np.float64) * a
+    return a.astype(cdt), b.astype(cdt)
+
+
+def _channel_view(p: np.ndarray, rank: int) -> np.ndarray:
+    # spatial=1: (C,) -> (C,1,..,1); spatial=0 (opset<9): (C,D1,..) -> (C,D1,..,1..)
+    return p.reshape(p.shape + (1,) * (rank - 1 - p.ndim))
+
+
+def _bn_inference(node: NodeInfo, eps: float, activation: str = "", params=()):
+    """``compute(x, scale, bias, mean, var) -> y``: inference BatchNormalization followed by
+    ``activation`` ("" or one of FusedConv's: Relu, LeakyRelu, Clip). The per-channel scale and
+    shift are folded once when the parameters are initializers; float32/float64 inputs of rank
+    >= 3 run as one compiled pass (activation included) when loops are enabled."""
+    act = ACTIVATIONS[activation][1](*params)
+    use_loop = _jit.enabled()
+    folded: dict = {}
+    if all(i in node.constant_inputs for i in range(1, 5)):
+        consts = [node.constant_inputs[i] for i in range(1, 5)]
+        folded = {dt: _bn_fold(*consts, eps, dt) for dt in (_F32, _F64)}
+
+    def compute(x, scale, bias, mean, var):
+        cdt = _compute_dtype(x.dtype)
+        a, b = folded[cdt] if folded else _bn_fold(scale, bias, mean, var, eps, cdt)
+        if (
+            use_loop
+            and x.dtype == cdt
+            and x.ndim >= 3
+            and a.ndim == 1
+            and a.shape[0] == x.shape[1]
+            and x.flags.c_contiguous
+        ):
+            return _norm_loops.batch_norm(x, a, b, activation, list(params))
+        y = np.multiply(_as(x, cdt), _channel_view(a, x.ndim))
+        np.add(y, _channel_view(b, x.ndim), out=y)
+        if act is not None:
+            act(y)
+        return _as(y, x.dtype)
+
+    return compute
+
+
 @registry.kernel(
     "BatchNormalization",
     since=(1, 6, 7, 9, 14, 15),
@@ -66,37 +114,15 @@ def batch_normalization(node: NodeInfo):
             f"BatchNormalization-{version} are not supported; only inference (a single output Y)"
         )
 
-    def fold(scale, bias, mean, var, cdt):
-        """Inference BatchNorm as y = x * a + b with per-channel a, b (in float64, then cdt)."""
-        a = scale.astype(np.float64) / np.sqrt(var.astype(np.float64) + eps)
-        b = bias.astype(np.float64) - mean.astype(np.float64) * a
-        return a.astype(cdt), b.astype(cdt)
-
-    def channel_view(p: np.ndarray, rank: int) -> np.ndarray:
-        # spatial=1: (C,) -> (C,1,..,1); spatial=0 (opset<9): (C,D1,..) -> (C,D1,..,1..)
-        return p.reshape(p.shape + (1,) * (rank - 1 - p.ndim))
-
-    folded: dict = {}
-    if not training and all(i in node.constant_inputs for i in range(1, 5)):
-        consts = [node.constant_inputs[i] for i in range(1, 5)]
-        folded = {dt: fold(*consts, dt) for dt in (_F32, _F64)}
-
-    def infer(x, scale, bias, mean, var):
-        cdt = _compute_dtype(x.dtype)
-        a, b = folded[cdt] if folded else fold(scale, bias, mean, var, cdt)
-        y = np.multiply(_as(x, cdt), channel_view(a, x.ndim))
-        np.add(y, channel_view(b, x.ndim), out=y)
-        return _as(y, x.dtype)
-
     def train(x, scale, bias, mean, var):
         cdt = _compute_dtype(x.dtype)
         xc = _as(x, cdt)
         axes = (0, *tuple(range(2, x.ndim)))
         bmean = xc.mean(axis=axes)
         bvar = xc.var(axis=axes)
-        a, b = fold(scale, bias, bmean, bvar, cdt)
-        y = np.multiply(xc, channel_view(a, x.ndim))
-        np.add(y, channel_view(b, x.ndim), out=y)
+        a, b = _bn_fold(scale, bias, bmean, bvar, eps, cdt)
+        y = np.multiply(xc, _channel_view(a, x.ndim))
+        np.add(y, _channel_view(b, x.ndim), out=y)
         y = _as(y, x.dtype)
         run_mean = mean.astype(cdt) * cdt.type(momentum) + bmean * cdt.type(1 - momentum)
         run_var = var.astype(cdt) * cdt.type(momentum) + bvar * cdt.type(1 - momentum)
@@ -105,10 +131,42 @@ def batch_normalization(node: NodeInfo):
     if training:
         return train
 
+    infer = _bn_inference(node, eps)
+
     def compute(x, scale, bias, mean, var):
         y = infer(x, scale, bias, mean, var)
         # Running statistics are unchanged in inference mode.
         return (y, mean, var) if version >= 14 else (y,)
+
+    return compute
+
+
+@registry.kernel(
+    "FusedBatchNormalization",
+    domain=FUSED_DOMAIN,
+    since=1,
+    types={0: ("tensor(float)", "tensor(double)")},
+)
+def fused_batch_normalization(node: NodeInfo):
+    """``activation(BatchNormalization(X, scale, B, mean, var))`` in inference mode: the CPU
+    provider's fusion of a BatchNormalization with the Relu, LeakyRelu or Clip reading it
+    (attributes ``epsilon``, ``activation`` and ``activation_params``, as FusedConv's)."""
+    eps = float(node.attr("epsilon", 1e-5))
+    name = node.attr("activation", "") or ""
+    params = [float(p) for p in (node.attr("activation_params", None) or [])]
+    if name not in ACTIVATIONS:
+        raise ValueError(
+            f"{node.describe()}: activation {name!r} is not one of {sorted(ACTIVATIONS)}"
+        )
+    if len(params) != ACTIVATIONS[name][0]:
+        raise ValueError(
+            f"{node.describe()}: activation {name or 'none'} takes {ACTIVATIONS[name][0]} "
+            f"activation_params, got {params}"
+        )
+    infer = _bn_inference(node, eps, name, params)
+
+    def compute(x, scale, bias, mean, var):
+        return (infer(x, scale, bias, mean, var),)
 
     return compute
 
@@ -189,10 +247,52 @@ def layer_normalization(node: NodeInfo):
         stat_dtype = node.output_dtype(2)
     stat_dtype = stat_dtype or _F32
     want_stats = any(node.outputs[1:3]) if len(node.outputs) > 1 else False
+    use_loop = _jit.enabled()
+    # The loop's (D,) scale and bias, by (dtype, normalized shape), for initializer parameters.
+    flat_params: dict = {}
+
+    def flat(p, shape: tuple, dtype: np.dtype, index: int) -> np.ndarray:
+        """Parameter ``p`` (None: zeros) broadcast to ``shape``, flattened, contiguous."""
+        key = (index, dtype, shape)
+        constant = p is None or index in node.constant_inputs
+        cached = flat_params.get(key) if constant else None
+        if cached is not None:
+            return cached
+        if p is None:
+            out = np.zeros(math.prod(shape), dtype)
+        else:
+            out = np.ascontiguousarray(np.broadcast_to(_as(p, dtype), shape).reshape(-1))
+        if constant:
+            flat_params[key] = out
+        return out
+
+    def loop(x, scale, bias, axis):
+        lead, norm_shape = x.shape[:axis], x.shape[axis:]
+        x2 = x.reshape(math.prod(lead), math.prod(norm_shape))
+        s = flat(scale, norm_shape, x.dtype, 1)
+        b = flat(bias, norm_shape, x.dtype, 2)
+        y, mean, inv = _norm_loops.layer_norm(x2, s, b, eps)
+        y = y.reshape(x.shape)
+        if not want_stats:
+            return (y,)
+        stat_shape = lead + (1,) * (x.ndim - axis)
+        return (
+            y,
+            _as(mean.reshape(stat_shape), stat_dtype),
+            _as(inv.reshape(stat_shape), stat_dtype),
+        )
 
     def compute(x, scale, bias=None):
         axis = _norm_axis(node, axis_attr, x.ndim)
         cdt = _compute_dtype(x.dtype)
+        if (
+            use_loop
+            and x.dtype == cdt
+            and x.flags.c_contiguous
+            and scale.ndim <= x.ndim - axis
+            and (bias is None or bias.ndim <= x.ndim - axis)
+        ):
+            return loop(x, scale, bias, axis)
         lead = x.shape[:axis]
         rows = math.prod(lead)
         x2 = _as(x, cdt).reshape(rows, math.prod(x.shape[axis:]))
