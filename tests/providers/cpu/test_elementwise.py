@@ -255,9 +255,9 @@ def gelu_form(request, monkeypatch):
     monkeypatch.delenv(_jit.ENV, raising=False)
     from tessera_cpu.kernels import _math_loops
 
-    real = _math_loops.Loops.__call__
+    real = _math_loops.GeluLoops.__call__
     monkeypatch.setattr(
-        _math_loops.Loops, "__call__", lambda self, *a: calls.append(1) or real(self, *a)
+        _math_loops.GeluLoops, "__call__", lambda self, *a: calls.append(1) or real(self, *a)
     )
     calls.append(0)  # marks the loop form: a float32 run must add calls
     return calls

@@ -69,34 +69,51 @@ def _exp32(x):
 _exp32 = _jit.inline(_exp32)
 
 
-class Loops:
-    """A compiled elementwise map as two loops over :func:`tessera_cpu._jit.runs` views:
-    ``apply(x, out, rows, cols, stride)`` and ``in_place(x, rows, cols, stride)``. In place
-    is its own loop because with ``out is x`` the aliasing check LLVM adds before the vector
-    loop fails, and the scalar fallback ran 7x slower."""
+def _gelu_value(v, erf, coeffs, smax, c1, c3):
+    """Gelu of one float32: the exact form x / (1 + exp(x * p(min(x^2, smax)))) with p the
+    negated logit fit activation.py makes (``coeffs``, lowest first), or the tanh form
+    x / (1 + exp(x * (c1 + c3 x^2)))."""
+    if erf:
+        s = min(v * v, smax)
+        degree = len(coeffs) - 1
+        acc = coeffs[degree]
+        for k in range(degree - 1, -1, -1):
+            acc = acc * s + coeffs[k]
+        return v / (_ONE + _exp32(acc * v))
+    return v / (_ONE + _exp32(v * (c1 + c3 * (v * v))))
 
-    def __init__(self, value, tag: str) -> None:
-        value = _jit.inline(value)
 
+_gelu_value = _jit.inline(_gelu_value)
+
+
+class GeluLoops:
+    """Float32 Gelu as two loops over :func:`tessera_cpu._jit.runs` views: ``apply(x, out,
+    rows, cols, stride)`` and ``in_place(x, rows, cols, stride)``. In place is its own loop
+    because with ``out is x`` the aliasing check LLVM adds before the vector loop fails, and
+    the scalar fallback ran 7x slower. The closures hold only constants: numba's disk cache
+    keys a closure by its pickled cells, and a cell holding a compiled function pickles
+    differently in every process (the loops were compiled again each time)."""
+
+    def __init__(self, erf: bool, coeffs: tuple, smax, c1, c3, tag: str) -> None:
         def apply(x, out, rows, cols, stride):
             for r in range(rows):
                 xr, outr = x[r * stride :], out[r * stride :]  # offset views: i >= 0 is provable
                 for i in range(cols):
-                    outr[i] = value(xr[i])
+                    outr[i] = _gelu_value(xr[i], erf, coeffs, smax, c1, c3)
 
         def in_place(x, rows, cols, stride):
             for r in range(rows):
                 xr = x[r * stride :]
                 for i in range(cols):
-                    xr[i] = value(xr[i])
+                    xr[i] = _gelu_value(xr[i], erf, coeffs, smax, c1, c3)
 
         apply.__qualname__ = apply.__name__ = f"{tag}_apply"
         in_place.__qualname__ = in_place.__name__ = f"{tag}_in_place"
         self._apply, self._in_place = _jit.loop(apply), _jit.loop(in_place)
 
     def __call__(self, x: np.ndarray, out: np.ndarray | None = None) -> bool:
-        """out = f(x) (in place when out is None or x); False, untouched, when either is not
-        laid out as runs of the same shape."""
+        """out = Gelu(x) (in place when out is None or x); False, untouched, when either is
+        not laid out as runs of the same shape."""
         src = _jit.runs(x)
         if src is None:
             return False
@@ -110,27 +127,12 @@ class Loops:
         return True
 
 
-def gelu_erf_loops(poly: np.ndarray, smax: np.float32) -> Loops:
-    """Exact Gelu, x / (1 + exp(x * p(min(x^2, smax)))) with p the negated logit fit
-    activation.py makes (the same coefficients as its NumPy form)."""
+def gelu_erf_loops(poly: np.ndarray, smax: np.float32) -> GeluLoops:
+    """Exact Gelu with the coefficients of activation.py's NumPy form."""
     coeffs = tuple(np.float32(c) for c in poly)
-    degree = len(coeffs) - 1
-
-    def value(v):
-        s = min(v * v, smax)
-        acc = coeffs[degree]
-        for k in range(degree - 1, -1, -1):
-            acc = acc * s + coeffs[k]
-        return v / (_ONE + _exp32(acc * v))
-
-    return Loops(value, f"gelu_erf_d{degree}")
+    return GeluLoops(True, coeffs, np.float32(smax), _ONE, _ONE, f"gelu_erf_d{len(coeffs) - 1}")
 
 
-def gelu_tanh_loops(c3: np.float32, c1: np.float32) -> Loops:
-    """Gelu's tanh form as x / (1 + exp(x * (c1 + c3 x^2))), c1 = -2 sqrt(2/pi) and
-    c3 = 0.044715 c1."""
-
-    def value(v):
-        return v / (_ONE + _exp32(v * (c1 + c3 * (v * v))))
-
-    return Loops(value, "gelu_tanh")
+def gelu_tanh_loops(c3: np.float32, c1: np.float32) -> GeluLoops:
+    """Gelu's tanh form; c1 = -2 sqrt(2/pi) and c3 = 0.044715 c1."""
+    return GeluLoops(False, (_ONE,), _ONE, np.float32(c1), np.float32(c3), "gelu_tanh")

@@ -26,15 +26,7 @@ from tessera_cpu import _jit, _parallel
 _PARALLEL_TAPS = 1_000_000
 
 
-def _max(m, v):
-    return v if v > m else m
-
-
-def _add(m, v):
-    return m + v
-
-
-def _bounds(n_in, n_out, pb, k, s, d):
+def _bounds(n_in: int, n_out: int, pb: int, k: int, s: int, d: int) -> tuple[int, int]:
     """[lo, hi): the outputs whose every tap lies inside the input."""
     lo = 0
     while lo < n_out and s * lo - pb < 0:
@@ -47,15 +39,16 @@ def _bounds(n_in, n_out, pb, k, s, d):
 
 @functools.cache
 def _loops(kind: str, k: int, s: int, d: int):
-    """The (inner, last) loops of one reduction for kernel size k, stride s, dilation d."""
-    is_max = kind == "max"
-    combine = _jit.inline(_max if is_max else _add)
-    bounds = _jit.inline(_bounds)
+    """The (inner, last) loops of one reduction for kernel size k, stride s, dilation d.
 
-    def inner(x, pb, identity, nan_value, y):
+    Their closures hold only plain constants: numba's disk cache keys a closure by its pickled
+    cells, and a cell holding another compiled function pickled differently in every process,
+    so the loops were compiled again each time (0.4 s each)."""
+    is_max = kind == "max"
+
+    def inner(x, pb, lo, hi, identity, nan_value, y):
         """x (A, N, B) -> y (A, O, B), vectorized over the contiguous B."""
         n_in, n_out, width = x.shape[1], y.shape[1], x.shape[2]
-        lo, hi = bounds(n_in, n_out, pb, k, s, d)
         # Interior rows (every tap inside) as runs over flat views: with stride 1 the whole
         # interior is one run per a (short rows, e.g. 28 wide, vectorize poorly one by one).
         run = (hi - lo) * width if s == 1 else width
@@ -71,7 +64,7 @@ def _loops(kind: str, k: int, s: int, d: int):
                     nan = m != m
                     for t in range(1, k):
                         v = win[j + t * d * width]
-                        m = combine(m, v)
+                        m = (v if v > m else m) if is_max else m + v
                         if is_max:
                             nan |= v != v
                     out[j] = nan_value if (is_max and nan) else m
@@ -87,12 +80,15 @@ def _loops(kind: str, k: int, s: int, d: int):
                     src = x[a, i]
                     for b in range(width):
                         m, v = row[b], src[b]
-                        row[b] = nan_value if (is_max and (v != v or m != m)) else combine(m, v)
+                        row[b] = (
+                            nan_value
+                            if (is_max and (v != v or m != m))
+                            else ((v if v > m else m) if is_max else m + v)
+                        )
 
-    def last(x, pb, identity, nan_value, y):
+    def last(x, pb, lo, hi, identity, nan_value, y):
         """x (A, N) -> y (A, O): the last (strided) axis."""
         n_in, n_out = x.shape[1], y.shape[1]
-        lo, hi = bounds(n_in, n_out, pb, k, s, d)
         # Stride 1 over rows as wide as the output: one run over the flattened rows, output
         # j reading input j - pb + t*d. The positions near each row's ends, whose taps that run
         # took from the neighbouring row, are redone below from their valid taps alone.
@@ -109,7 +105,7 @@ def _loops(kind: str, k: int, s: int, d: int):
                 nan = m != m
                 for t in range(1, k):
                     v = win[s * j + t * d]
-                    m = combine(m, v)
+                    m = (v if v > m else m) if is_max else m + v
                     if is_max:
                         nan |= v != v
                 out[j] = nan_value if (is_max and nan) else m
@@ -123,7 +119,7 @@ def _loops(kind: str, k: int, s: int, d: int):
                     i = s * o - pb + t * d
                     if 0 <= i < n_in:
                         v = src[i]
-                        m = combine(m, v)
+                        m = (v if v > m else m) if is_max else m + v
                         if is_max:
                             nan |= v != v
                 dst[o] = nan_value if (is_max and nan) else m
@@ -151,8 +147,10 @@ def reduce_axis(x: np.ndarray, axis: int, k: int, s: int, d: int, pb: int, o: in
     else:
         fn, x2, y2 = inner, x.reshape(a, x.shape[axis], b), y.reshape(a, o, b)
 
-    def chunk(lo: int, hi: int) -> None:
-        fn(x2[lo:hi], pb, identity, nan_value, y2[lo:hi])
+    lo, hi = _bounds(x.shape[axis], o, pb, k, s, d)
+
+    def chunk(a0: int, a1: int) -> None:
+        fn(x2[a0:a1], pb, lo, hi, identity, nan_value, y2[a0:a1])
 
     _parallel.run_chunks(a, chunk, parallel=x.size * k >= _PARALLEL_TAPS)
     return y
