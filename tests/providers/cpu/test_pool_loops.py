@@ -25,8 +25,11 @@ def mode(request, monkeypatch):
         monkeypatch.setenv(_jit.ENV, "0")
     else:
         monkeypatch.delenv(_jit.ENV, raising=False)
-        real = _pool_loops.reduce_axis
-        monkeypatch.setattr(_pool_loops, "reduce_axis", lambda *a: calls.append(a[-1]) or real(*a))
+        for name in ("reduce_axis", "pool2d"):  # per-axis loops, and 2-D pools' single loop
+            real = getattr(_pool_loops, name)
+            monkeypatch.setattr(
+                _pool_loops, name, lambda *a, _real=real, **k: calls.append(1) or _real(*a, **k)
+            )
     yield request.param
     assert bool(calls) == (request.param == "loops")
 
@@ -68,15 +71,17 @@ WINDOWS = [
 
 
 @pytest.mark.parametrize("window", WINDOWS, ids=lambda w: "-".join(map(str, w.values())))
-@pytest.mark.parametrize("shape", [(1, 3, 13, 13), (2, 4, 28, 28), (1, 2, 7, 30)])
+# Rows 48 and wider take the single 2-D loop (pool2d), narrower ones the per-axis loops.
+@pytest.mark.parametrize("shape", [(1, 3, 13, 13), (2, 4, 28, 28), (1, 2, 7, 30), (1, 2, 9, 61)])
 def test_max_pool_matches_reference(mode, window, shape):
     _check("MaxPool", _rng.standard_normal(shape).astype(np.float32), **window)
 
 
 @pytest.mark.parametrize("window", WINDOWS, ids=lambda w: "-".join(map(str, w.values())))
 @pytest.mark.parametrize("include_pad", [0, 1])
-def test_average_pool_matches_reference(mode, window, include_pad):
-    x = _rng.standard_normal((2, 3, 14, 15)).astype(np.float32)
+@pytest.mark.parametrize("shape", [(2, 3, 14, 15), (1, 2, 9, 61)])
+def test_average_pool_matches_reference(mode, window, include_pad, shape):
+    x = _rng.standard_normal(shape).astype(np.float32)
     _check("AveragePool", x, count_include_pad=include_pad, **window)
 
 
@@ -89,13 +94,15 @@ def test_pools_of_other_ranks(mode, shape):
 
 
 def test_int8_max_pool(mode):
-    x = _rng.integers(-128, 128, (1, 3, 9, 9)).astype(np.int8)
-    _check("MaxPool", x, kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    for shape in ((1, 3, 9, 9), (1, 2, 5, 50)):  # both loop forms
+        x = _rng.integers(-128, 128, shape).astype(np.int8)
+        _check("MaxPool", x, kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
 
 
-def test_max_pool_propagates_nan_like_numpy(mode):
+@pytest.mark.parametrize("width", [12, 52])
+def test_max_pool_propagates_nan_like_numpy(mode, width):
     # np.maximum's rule, in both forms (the ReferenceEvaluator skips NaN instead).
-    x = _rng.standard_normal((1, 2, 12, 12)).astype(np.float32)
+    x = _rng.standard_normal((1, 2, 12, width)).astype(np.float32)
     x[0, 0, 0, 0] = np.nan  # a border window
     x[0, 1, 6, 6] = np.nan  # an interior window
     y = _run("MaxPool", x, kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1])

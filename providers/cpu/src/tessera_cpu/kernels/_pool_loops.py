@@ -154,3 +154,100 @@ def reduce_axis(x: np.ndarray, axis: int, k: int, s: int, d: int, pb: int, o: in
 
     _parallel.run_chunks(a, chunk, parallel=x.size * k >= _PARALLEL_TAPS)
     return y
+
+
+@functools.cache
+def _loops2d(kind: str, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int):
+    """One loop for a whole 2-D pool ("max", or "avg" dividing by the window counts): per
+    output row, the valid input rows are combined into a row buffer (vectorized along W), then
+    the buffer's windows give the outputs. It reads the input once and writes the output once,
+    where the per-axis loops write and read an intermediate (squeezenet's 64x111x111 max pool:
+    0.13 ms against 0.23). Constants as in :func:`_loops`."""
+    is_max = kind == "max"
+
+    def pool(x, ph, pw, lo_w, hi_w, identity, nan_value, div_h, div_w, y):
+        n_h, n_w = x.shape[1], x.shape[2]
+        out_h, out_w = y.shape[1], y.shape[2]
+        tmp = np.empty(n_w, x.dtype)
+        for p in range(x.shape[0]):
+            for oy in range(out_h):
+                yr = y[p, oy]
+                first = True
+                for ky in range(kh):
+                    iy = oy * sh - ph + ky * dh
+                    if iy < 0 or iy >= n_h:
+                        continue
+                    src = x[p, iy]
+                    if first:
+                        for w in range(n_w):
+                            tmp[w] = src[w]
+                        first = False
+                    else:
+                        for w in range(n_w):
+                            m, v = tmp[w], src[w]
+                            if is_max:
+                                tmp[w] = nan_value if (v != v or m != m) else (v if v > m else m)
+                            else:
+                                tmp[w] = m + v
+                if first:  # every row of these windows lies in the padding
+                    for ox in range(out_w):
+                        yr[ox] = identity
+                    continue
+                # Windows whose columns all lie inside the row: taps unrolled, offsets >= 0.
+                win = tmp[sw * lo_w - pw :] if hi_w > lo_w else tmp
+                out = yr[lo_w:hi_w]
+                for j in range(hi_w - lo_w):
+                    m = win[sw * j]
+                    nan = m != m
+                    for t in range(1, kw):
+                        v = win[sw * j + t * dw]
+                        if is_max:
+                            m = v if v > m else m
+                            nan |= v != v
+                        else:
+                            m = m + v
+                    out[j] = nan_value if (is_max and nan) else m
+                for j in range(lo_w + out_w - hi_w):
+                    ox = j if j < lo_w else hi_w + j - lo_w
+                    m = identity
+                    nan = False
+                    for t in range(kw):
+                        ix = ox * sw - pw + t * dw
+                        if 0 <= ix < n_w:
+                            v = tmp[ix]
+                            if is_max:
+                                m = v if v > m else m
+                                nan |= v != v
+                            else:
+                                m = m + v
+                    yr[ox] = nan_value if (is_max and nan) else m
+                if not is_max:
+                    dh_ = div_h[oy]
+                    for ox in range(out_w):
+                        yr[ox] = yr[ox] / max(dh_ * div_w[ox], 1)
+
+    pool.__qualname__ = pool.__name__ = f"pool2d_{kind}_k{kh}x{kw}_s{sh}x{sw}_d{dh}x{dw}"
+    return _jit.loop(pool)
+
+
+def pool2d(x, ks, strides, dil, pb, out, kind: str, div_h=None, div_w=None) -> np.ndarray:
+    """A 2-D max pool, or an average pool dividing by ``div_h[oy] * div_w[ox]`` (at least 1),
+    of the C-contiguous (N, C, H, W) ``x``."""
+    n, c, h, w = x.shape
+    y = np.empty((n, c, *out), dtype=x.dtype)
+    if kind == "max":
+        identity = np.iinfo(x.dtype).min if x.dtype.kind in "iu" else -np.inf
+        div_h = div_w = np.ones(1, x.dtype)
+    else:
+        identity = 0
+    identity = np.array(identity, dtype=x.dtype)[()]
+    nan_value = np.array(np.nan if x.dtype.kind == "f" else 0, dtype=x.dtype)[()]
+    lo_w, hi_w = _bounds(w, out[1], pb[1], ks[1], strides[1], dil[1])
+    fn = _loops2d(kind, ks[0], ks[1], strides[0], strides[1], dil[0], dil[1])
+    x3, y3 = x.reshape(n * c, h, w), y.reshape(n * c, *out)
+
+    def chunk(a0: int, a1: int) -> None:
+        fn(x3[a0:a1], pb[0], pb[1], lo_w, hi_w, identity, nan_value, div_h, div_w, y3[a0:a1])
+
+    _parallel.run_chunks(n * c, chunk, parallel=x.size * ks[0] * ks[1] >= 4 * _PARALLEL_TAPS)
+    return y
