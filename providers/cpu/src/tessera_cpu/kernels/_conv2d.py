@@ -47,8 +47,11 @@ _COPY_MACS = 20
 _BAND_OVER = 2 << 20
 _BAND_BYTES = 1 << 20
 # Output planes at least this large are split by rows (each thread builds its own columns);
-# smaller ones are split by output channels over columns built once.
-_ROW_SPLIT_PIXELS = 1024
+# smaller ones are split by output channels over columns built once. 28x28 planes split by rows
+# ran 1.2-1.4x faster than by channels (inception_v2 43.8 -> 41.4 ms, densenet121 70.5 -> 67.7
+# at 2 threads). 14x14 planes stay split by channels: by rows, inception_v2's gained but
+# ResNet-50's lost more.
+_ROW_SPLIT_PIXELS = 400
 
 
 _LOOP_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
