@@ -44,6 +44,14 @@ def plugins():
         tessera.unregister_plugin(obj)
 
 
+@pytest.fixture(params=["1", "0"], ids=["jit", "numpy"])
+def jit(request, monkeypatch):
+    """The CPU provider's two kernel forms: its compiled loops, and TESSERA_CPU_JIT=0 (read when
+    sessions are built). Test modules that must also check the loops ran define their own."""
+    monkeypatch.setenv("TESSERA_CPU_JIT", request.param)
+    return request.param == "1"
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

@@ -18,13 +18,6 @@ from tessera_cpu.kernels import _norm_loops
 ort = pytest.importorskip("onnxruntime")
 
 
-@pytest.fixture(params=["1", "0"], ids=["jit", "numpy"])
-def jit(request, monkeypatch):
-    """Both kernel forms: compiled loops, and TESSERA_CPU_JIT=0 (read when sessions are built)."""
-    monkeypatch.setenv("TESSERA_CPU_JIT", request.param)
-    return request.param == "1"
-
-
 def _bn_model(
     shape,
     act="Relu",

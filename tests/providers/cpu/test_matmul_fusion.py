@@ -90,17 +90,21 @@ def test_fused_chains_are_identical_to_unfused_and_match_onnxruntime(tail, threa
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("approximate", ["none", "tanh"])
-def test_gelu_on_column_bands_of_a_split_product_matches_the_unfused_chain(approximate):
-    # BERT's feed-forward shape: two threads split W's 3072 columns, and the epilogue applies
-    # Gelu in place on each (128, 1536) band, whose rows are not contiguous with each other.
-    model, feeds = _model(("bias", ("Gelu", {"approximate": approximate})), (1, 128, 768), 3072)
+def _check_two_threads_match_unfused(model, feeds):
     opts = tessera.SessionOptions()
     opts.intra_op_num_threads = 2
     fused = tessera.InferenceSession(model.SerializeToString(), opts, providers=["cpu"])
     _, plain = _sessions(model)
     assert fused._plan.fused
     np.testing.assert_array_equal(fused.run(None, feeds)[0], plain.run(None, feeds)[0])
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_on_column_bands_of_a_split_product_matches_the_unfused_chain(approximate):
+    # BERT's feed-forward shape: two threads split W's 3072 columns, and the epilogue applies
+    # Gelu in place on each (128, 1536) band, whose rows are not contiguous with each other.
+    model, feeds = _model(("bias", ("Gelu", {"approximate": approximate})), (1, 128, 768), 3072)
+    _check_two_threads_match_unfused(model, feeds)
 
 
 def test_a_full_shape_addend_fuses_as_a_residual_not_a_bias():
@@ -153,9 +157,4 @@ def test_blocks_split_by_rows_or_columns_apply_the_epilogue_to_their_own_part(a_
 
     monkeypatch.setattr(_parallel, "_MIN_FLOPS", 0)  # split even these small products
     model, feeds = _model(("bias", "residual", ("Gelu", {"approximate": "tanh"})), a_shape)
-    opts = tessera.SessionOptions()
-    opts.intra_op_num_threads = 2
-    fused = tessera.InferenceSession(model.SerializeToString(), opts, providers=["cpu"])
-    _, plain = _sessions(model)
-    assert fused._plan.fused
-    np.testing.assert_array_equal(fused.run(None, feeds)[0], plain.run(None, feeds)[0])
+    _check_two_threads_match_unfused(model, feeds)

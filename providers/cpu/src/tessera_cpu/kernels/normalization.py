@@ -266,21 +266,24 @@ def layer_normalization(node: NodeInfo):
             flat_params[key] = out
         return out
 
+    def outputs(y, mean, inv, lead, norm_rank):
+        """Y, and the Mean and InvStdDev outputs (shaped lead + (1,) * norm_rank) if asked."""
+        if not want_stats:
+            return (y,)
+        stat_shape = lead + (1,) * norm_rank
+        return (
+            y,
+            _as(mean.reshape(stat_shape), stat_dtype),
+            _as(inv.reshape(stat_shape), stat_dtype),
+        )
+
     def loop(x, scale, bias, axis):
         lead, norm_shape = x.shape[:axis], x.shape[axis:]
         x2 = x.reshape(math.prod(lead), math.prod(norm_shape))
         s = flat(scale, norm_shape, x.dtype, 1)
         b = flat(bias, norm_shape, x.dtype, 2)
         y, mean, inv = _norm_loops.layer_norm(x2, s, b, eps)
-        y = y.reshape(x.shape)
-        if not want_stats:
-            return (y,)
-        stat_shape = lead + (1,) * (x.ndim - axis)
-        return (
-            y,
-            _as(mean.reshape(stat_shape), stat_dtype),
-            _as(inv.reshape(stat_shape), stat_dtype),
-        )
+        return outputs(y.reshape(x.shape), mean, inv, lead, x.ndim - axis)
 
     def compute(x, scale, bias=None):
         axis = _norm_axis(node, axis_attr, x.ndim)
@@ -302,15 +305,7 @@ def layer_normalization(node: NodeInfo):
         y *= scale if scale.dtype == cdt else scale.astype(cdt)
         if bias is not None:
             y += bias if bias.dtype == cdt else bias.astype(cdt)
-        y = _as(y, x.dtype)
-        if not want_stats:
-            return (y,)
-        stat_shape = lead + (1,) * (x.ndim - axis)
-        return (
-            y,
-            _as(mean.reshape(stat_shape), stat_dtype),
-            _as(inv.reshape(stat_shape), stat_dtype),
-        )
+        return outputs(_as(y, x.dtype), mean, inv, lead, x.ndim - axis)
 
     return compute
 
