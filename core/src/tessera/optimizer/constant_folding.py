@@ -42,7 +42,9 @@ EXPANDING = frozenset(
     {"ConstantOfShape", "Expand", "Tile", "Range", "Resize", "Upsample", "Pad", "OneHot", "EyeLike"}
 )
 
-DEFAULT_MAX_ELEMENTS = 1_000_000
+# 16 MiB of float32: folds the light ResNet-50's largest generated weights (512x512x3x3, 2.4M
+# elements), so its last BatchNormalizations fold into their convolutions (57.5 -> 56.5 ms).
+DEFAULT_MAX_ELEMENTS = 4_000_000
 
 
 def _static_size(value: ir.Value) -> int | None:
