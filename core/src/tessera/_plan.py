@@ -28,6 +28,7 @@ from tessera._feeds import DeviceFeed
 from tessera._fusion import apply_fusions
 from tessera._graph import implicit_inputs, make_node_info, node_reads
 from tessera._kernels import DEFAULT_MAX_TENSOR_BYTES, NodeInfo
+from tessera._parallel_plan import StepGraph, default_threads, run_parallel
 from tessera._partition import Partition, partition_graph, unclaimed_error
 from tessera._provider import CompiledSubgraph, ExecutionProvider, host_array
 from tessera._types import dtype_of_type_string
@@ -102,6 +103,10 @@ class Plan:
         # while the input slot holds its host copy for the nodes in ``host_read_inputs``.
         self.feed_slots: dict[int, int] = {}
         self.host_read_inputs: frozenset[int] = frozenset()
+        # ExecutionMode.ORT_PARALLEL (set by the session): independent steps run concurrently
+        # on ``parallel_threads`` threads (tessera/_parallel_plan.py).
+        self.parallel: StepGraph | None = None
+        self.parallel_threads = 1
 
     def _start(self, inputs: Sequence[Any], captured: Sequence[Any]) -> list[Any]:
         """A fresh slot list: constants from the template, then feeds (None keeps an
@@ -142,6 +147,16 @@ class Plan:
         # see them too): ``terminate`` is checked before every step.
         options = RUN_OPTIONS.get()
         env = self._start(inputs, captured)
+        if self.parallel is not None and run_parallel(
+            self.steps,
+            self.parallel,
+            env,
+            self.parallel_threads,
+            lambda: options is not None and options.terminate,
+            self._failure,
+            _ShortResult,
+        ):
+            return self._outputs(env, keep)
         fn, ins = None, ()
         try:
             for fn, ins, outs, frees in self.steps:
@@ -593,9 +608,7 @@ class _Builder:
     def _plan_frees(self) -> None:
         """Release each intermediate slot right after its last reader."""
         plan = self.plan
-        keep = set(plan.output_slots) | set(plan.input_slots) | set(plan.captured_slots)
-        keep.update(plan.feed_slots.values())
-        keep.update(i for i, v in enumerate(plan.template) if v is not None)
+        keep = kept_slots(plan)
         last: dict[int, int] = {}
         for idx, (_, ins, outs, _) in enumerate(plan.steps):
             for s in ins:
@@ -609,6 +622,25 @@ class _Builder:
         plan.steps = [
             (fn, ins, outs, tuple(frees[i])) for i, (fn, ins, outs, _) in enumerate(plan.steps)
         ]
+
+
+def kept_slots(plan: Plan) -> set[int]:
+    """Slots a run never releases: inputs, outputs, captured values, feeds and constants."""
+    keep = set(plan.output_slots) | set(plan.input_slots) | set(plan.captured_slots)
+    keep.update(plan.feed_slots.values())
+    keep.update(i for i, v in enumerate(plan.template) if v is not None)
+    return keep
+
+
+def enable_parallel(plan: Plan, threads: int) -> bool:
+    """Run ``plan``'s independent steps concurrently on ``threads`` threads (0: every CPU);
+    False when it has no two steps that could run together."""
+    threads = int(threads) or default_threads()
+    graph = StepGraph(plan.steps, kept_slots(plan))
+    if threads < 2 or graph.branches < 2:
+        return False
+    plan.parallel, plan.parallel_threads = graph, threads
+    return True
 
 
 def build_plan(graph: ir.Graph, options: PlanOptions) -> Plan:

@@ -17,12 +17,13 @@ from tessera._errors import InvalidArgument, InvalidGraph, TesseraError
 from tessera._feeds import InputSpec, input_spec, order_feeds
 from tessera._model import prepare_model
 from tessera._options import (
+    ExecutionMode,
     ModelMetadata,
     NodeArg,
     RunOptions,
     SessionOptions,
 )
-from tessera._plan import RUN_OPTIONS, Plan, PlanOptions, build_plan
+from tessera._plan import RUN_OPTIONS, Plan, PlanOptions, build_plan, enable_parallel
 from tessera._profiling import Profiler
 from tessera._provider import host_array
 from tessera._types import type_string
@@ -129,6 +130,17 @@ class InferenceSession:
         self._output_index = {o.name: i for i, o in enumerate(self._outputs)}
         serial = not all(p.supports_concurrent_run for p in self._providers)
         self._run_lock = threading.Lock() if serial else None
+        if ExecutionMode(opts.execution_mode) == ExecutionMode.ORT_PARALLEL:
+            # Concurrent steps only where every provider computes on the host and allows it;
+            # a device provider's queue or stream orders its own work.
+            if serial or any(p.device.split(":")[0] != "cpu" for p in self._providers):
+                self._log(
+                    2,
+                    "execution_mode ORT_PARALLEL: a provider here does not run steps "
+                    "concurrently on the host, so the session runs sequentially",
+                )
+            else:
+                enable_parallel(self._plan, opts.inter_op_num_threads)
         self._profiler = Profiler(opts.profile_file_prefix) if opts.enable_profiling else None
         self._log_partition()
         if opts.optimized_model_filepath:
