@@ -153,28 +153,42 @@ class _Run:
         if self.error is not None:
             raise self.error
 
-    def _next(self) -> int | None:
-        """The next ready step (in plan order), waiting while others may make one ready."""
+    def _take(self) -> int | None:
+        """Under the condition: pop the next ready step for this thread (None to wait or stop).
+        Another waiting thread is woken only while more steps stay ready, so a thread follows
+        its own chain without handing each step across (a chain's steps ping-ponged between
+        the threads, with a wake-up each, and made sequential graphs 10-35% slower)."""
+        if self.error is not None or not self.ready:
+            return None
+        if self.terminated():
+            self.error = RuntimeFailure(
+                "the run was terminated: RunOptions.terminate was set to True"
+            )
+            self.cond.notify_all()
+            return None
+        self.running += 1
+        i = heapq.heappop(self.ready)
+        if self.ready:
+            self.cond.notify()
+        return i
+
+    def _wait_for_step(self) -> int | None:
+        """The next ready step, waiting while running steps may make one ready."""
         with self.cond:
             while True:
                 if self.error is not None or self.done == self.graph.size:
                     return None
-                if self.ready:
-                    if self.terminated():
-                        self.error = RuntimeFailure(
-                            "the run was terminated: RunOptions.terminate was set to True"
-                        )
-                        self.cond.notify_all()
-                        return None
-                    self.running += 1
-                    return heapq.heappop(self.ready)
+                i = self._take()
+                if i is not None or self.error is not None:
+                    return i
                 if self.running == 0:  # nothing ready and nothing running: all done
                     return None
                 self.cond.wait()
 
     def work(self) -> None:
         steps, env = self.steps, self.env
-        while (i := self._next()) is not None:
+        i = self._wait_for_step()
+        while i is not None:
             fn, ins, outs, _frees = steps[i]
             try:
                 results = fn(*[env[s] for s in ins])
@@ -191,19 +205,24 @@ class _Run:
             with self.cond:
                 self.running -= 1
                 self.done += 1
-                woke = False
                 for j in self.graph.next[i]:
                     self.waits[j] -= 1
                     if self.waits[j] == 0:
                         heapq.heappush(self.ready, j)
-                        woke = True
                 for slot in self.graph.reads[i]:
                     left = self.readers[slot] - 1
                     self.readers[slot] = left
                     if left == 0:
                         env[slot] = None
-                if woke or self.done == self.graph.size or not self.running:
+                if self.done == self.graph.size or self.error is not None:
+                    self.cond.notify_all()  # wake the waiting threads to finish
+                    return
+                i = self._take()
+                if i is None and not self.running:
                     self.cond.notify_all()
+                    return
+            if i is None:
+                i = self._wait_for_step()
 
     def _stop(self, error: BaseException) -> None:
         with self.cond:
