@@ -76,3 +76,39 @@ def test_cnn_runs_with_transfers_only_at_the_boundary():
     np.testing.assert_allclose(
         sess.run(None, {"x": x})[0], cpu_session(data).run(None, {"x": x})[0], rtol=1e-4, atol=1e-5
     )
+
+
+def test_a_device_output_feeds_the_next_session_in_place(monkeypatch):
+    # Session 1 keeps y on the GPU; session 2 binds it as its input and adopts it (no host copy).
+    first = model([helper.make_node("Relu", ["x"], ["y"])], [vi("x", [64, 3])], [vi("y", [64, 3])])
+    second = model([helper.make_node("Tanh", ["y"], ["z"])], [vi("y", [64, 3])], [vi("z", [64, 3])])
+    s1, s2 = strict_session(first, "cuda"), strict_session(second, "cuda")
+    x = np.random.default_rng(0).standard_normal((64, 3)).astype(np.float32)
+    b1 = s1.io_binding()
+    b1.bind_cpu_input("x", x)
+    b1.bind_output("y", "cuda")
+    s1.run_with_iobinding(b1)
+    (y,) = b1.get_outputs()
+    assert isinstance(y.device_value(), cupy.ndarray)
+    uploads = []
+    real = cupy.asarray
+    monkeypatch.setattr(cupy, "asarray", lambda *a, **k: uploads.append(1) or real(*a, **k))
+    b2 = s2.io_binding()
+    b2.bind_ortvalue_input("y", y)
+    b2.bind_output("z", "cuda")
+    s2.run_with_iobinding(b2)
+    assert not uploads
+    np.testing.assert_allclose(b2.get_outputs()[0].numpy(), np.tanh(np.maximum(x, 0)), rtol=1e-6)
+
+
+def test_ortvalue_from_numpy_on_cuda_is_read_in_place():
+    import tessera
+
+    second = model([helper.make_node("Neg", ["y"], ["z"])], [vi("y", [8])], [vi("z", [8])])
+    value = tessera.OrtValue.ortvalue_from_numpy(np.arange(8, dtype=np.float32), "cuda")
+    assert isinstance(value.device_value(), cupy.ndarray)
+    session = strict_session(second, "cuda")
+    binding = session.io_binding()
+    binding.bind_ortvalue_input("y", value)
+    session.run_with_iobinding(binding)
+    np.testing.assert_array_equal(binding.copy_outputs_to_cpu()[0], -np.arange(8))
