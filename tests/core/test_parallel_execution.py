@@ -165,3 +165,67 @@ def test_a_device_provider_keeps_the_session_sequential(plugins, caplog):
         session = tessera.InferenceSession(data, opts, providers=["fakedevice", "cpu"])
     assert session._plan.parallel is None
     assert "runs sequentially" in caplog.text
+
+
+def _heavy_branches() -> bytes:
+    """Four independent 256x512 @ 512x512 products (about 270M multiply-adds): enough work,
+    spread evenly over branches, for a default session to run them in parallel."""
+    rng = np.random.default_rng(2)
+    nodes, inits, outs = [], [], []
+    for b in range(4):
+        w = rng.standard_normal((512, 512)).astype(np.float32) * 0.05
+        inits.append(numpy_helper.from_array(w, f"w{b}"))
+        nodes.append(helper.make_node("MatMul", ["x", f"w{b}"], [f"o{b}"], name=f"mm{b}"))
+        outs.append(f"o{b}")
+    nodes.append(helper.make_node("Concat", outs, ["y"], axis=1, name="concat"))
+    return make_model(nodes, [tensor("x", [256, 512])], [tensor("y", [256, 2048])], inits)
+
+
+def _default_session(data: bytes, **options) -> tessera.InferenceSession:
+    opts = tessera.SessionOptions()
+    opts.intra_op_num_threads = 2
+    for key, value in options.items():
+        if key == "config":
+            opts.add_session_config_entry(*value)
+        else:
+            setattr(opts, key, value)
+    return tessera.InferenceSession(data, opts, providers=["cpu"])
+
+
+def test_a_default_session_runs_wide_graphs_in_parallel_and_says_why():
+    session = _default_session(_heavy_branches())
+    assert session._plan.parallel is not None
+    assert session._plan.parallel.parallelism > 3
+    assert "parallel steps on 2 threads (automatic" in session.explain()
+    x = np.random.default_rng(3).standard_normal((256, 512)).astype(np.float32)
+    want = _default_session(
+        _heavy_branches(), execution_mode=tessera.ExecutionMode.ORT_SEQUENTIAL
+    ).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(session.run(None, {"x": x})[0], want)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"execution_mode": tessera.ExecutionMode.ORT_SEQUENTIAL},  # chosen by the caller
+        {"config": ("tessera.execution.auto_parallel", "0")},
+        {"intra_op_num_threads": 1},
+    ],
+    ids=["explicit-sequential", "config-off", "one-thread"],
+)
+def test_the_automatic_choice_yields_to_the_caller(options):
+    assert _default_session(_heavy_branches(), **options)._plan.parallel is None
+
+
+def test_small_or_sequential_graphs_stay_sequential_by_default():
+    assert _default_session(_branchy_model())._plan.parallel is None  # too little work
+    chain = make_model(
+        [
+            helper.make_node("MatMul", ["x", "w"], ["a"]),
+            helper.make_node("MatMul", ["a", "w"], ["y"]),
+        ],
+        [tensor("x", [512, 512])],
+        [tensor("y", [512, 512])],
+        [numpy_helper.from_array(np.eye(512, dtype=np.float32), "w")],
+    )
+    assert _default_session(chain)._plan.parallel is None  # heavy, but one chain

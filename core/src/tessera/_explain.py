@@ -18,6 +18,11 @@ def explain(session) -> str:
             lines.append(f"  {name}: {counts[name]} node(s)")
     if kinds.get("compiled"):
         lines.append(f"  compiled partitions: {kinds['compiled']}")
+    if plan.parallel is not None:
+        lines.append(
+            f"parallel steps on {plan.parallel_threads} threads "
+            f"({getattr(session, '_parallel_reason', '')})"
+        )
     infos = {info.label: info for info in plan.step_info}
     if plan.fused:
         replaced = sum(len(parts) for parts in plan.fused.values())

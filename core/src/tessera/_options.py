@@ -43,10 +43,13 @@ class SessionOptions:
         """Largest tensor a model may make a kernel allocate, in bytes (Tessera only). Checked at
         creation for shapes known statically and at run time for data-dependent ones."""
         self._config: dict[str, str] = {}
+        self._explicit: set[str] = set()  # options the caller set (not left at their default)
 
     def __setattr__(self, name: str, value) -> None:
-        if not name.startswith("_") and not hasattr(self, name) and "_config" in self.__dict__:
-            raise AttributeError(f"SessionOptions has no option {name!r}")
+        if not name.startswith("_") and "_config" in self.__dict__:
+            if not hasattr(self, name):
+                raise AttributeError(f"SessionOptions has no option {name!r}")
+            self._explicit.add(name)
         super().__setattr__(name, value)
 
     def add_session_config_entry(self, key: str, value: str) -> None:

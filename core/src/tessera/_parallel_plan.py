@@ -25,7 +25,7 @@ from tessera._errors import RuntimeFailure, TesseraError
 class StepGraph:
     """Which steps wait for which, and how many steps read each releasable slot."""
 
-    def __init__(self, steps: list, keep: set[int]) -> None:
+    def __init__(self, steps: list, keep: set[int], costs: list[float] | None = None) -> None:
         producer: dict[int, int] = {}
         for i, (_fn, _ins, outs, _frees) in enumerate(steps):
             for slot in outs:
@@ -46,6 +46,15 @@ class StepGraph:
                 readers[s] = readers.get(s, 0) + 1
         self.readers = readers
         self.first = [i for i, w in enumerate(self.waits) if w == 0]
+        # Total work over the critical path's: how many threads the graph could keep busy.
+        costs = costs or [1.0] * self.size
+        finish = [0.0] * self.size
+        for i in range(self.size):  # plan order is a topological order
+            finish[i] += costs[i]
+            for j in self.next[i]:
+                finish[j] = max(finish[j], finish[i])
+        self.total = float(sum(costs))
+        self.parallelism = self.total / max(max(finish, default=0.0), 1e-9) if self.size else 1.0
 
     @property
     def branches(self) -> int:

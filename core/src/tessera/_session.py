@@ -23,7 +23,16 @@ from tessera._options import (
     RunOptions,
     SessionOptions,
 )
-from tessera._plan import RUN_OPTIONS, Plan, PlanOptions, build_plan, enable_parallel
+from tessera._parallel_plan import default_threads
+from tessera._plan import (
+    AUTO_MIN_PARALLELISM,
+    CONFIG_AUTO_PARALLEL,
+    RUN_OPTIONS,
+    Plan,
+    PlanOptions,
+    build_plan,
+    enable_parallel,
+)
 from tessera._profiling import Profiler
 from tessera._provider import host_array
 from tessera._types import type_string
@@ -130,21 +139,42 @@ class InferenceSession:
         self._output_index = {o.name: i for i, o in enumerate(self._outputs)}
         serial = not all(p.supports_concurrent_run for p in self._providers)
         self._run_lock = threading.Lock() if serial else None
-        if ExecutionMode(opts.execution_mode) == ExecutionMode.ORT_PARALLEL:
+        self._parallel_reason = self._choose_execution(opts, serial)
+        self._profiler = Profiler(opts.profile_file_prefix) if opts.enable_profiling else None
+        self._log_partition()
+        if opts.optimized_model_filepath:
+            save_optimized(self._model, opts.optimized_model_filepath)
+
+    def _choose_execution(self, opts: SessionOptions, serial: bool) -> str:
+        """Run independent steps concurrently when asked (ORT_PARALLEL), or, unless the caller
+        chose an execution mode, when the graph's branches carry enough of its work
+        (inception blocks). Returns why, for explain()."""
+        host = not serial and all(p.device.split(":")[0] == "cpu" for p in self._providers)
+        mode = ExecutionMode(opts.execution_mode)
+        if mode == ExecutionMode.ORT_PARALLEL:
             # Concurrent steps only where every provider computes on the host and allows it;
             # a device provider's queue or stream orders its own work.
-            if serial or any(p.device.split(":")[0] != "cpu" for p in self._providers):
+            if not host:
                 self._log(
                     2,
                     "execution_mode ORT_PARALLEL: a provider here does not run steps "
                     "concurrently on the host, so the session runs sequentially",
                 )
-            else:
-                enable_parallel(self._plan, opts.inter_op_num_threads)
-        self._profiler = Profiler(opts.profile_file_prefix) if opts.enable_profiling else None
-        self._log_partition()
-        if opts.optimized_model_filepath:
-            save_optimized(self._model, opts.optimized_model_filepath)
+                return ""
+            if enable_parallel(self._plan, opts.inter_op_num_threads):
+                return "execution_mode ORT_PARALLEL"
+            return ""
+        auto = opts._config.get(CONFIG_AUTO_PARALLEL, "1") != "0"
+        if not auto or "execution_mode" in opts._explicit or not host:
+            return ""
+        threads = int(opts.intra_op_num_threads) or default_threads()
+        if enable_parallel(self._plan, threads, min_parallelism=AUTO_MIN_PARALLELISM):
+            graph = self._plan.parallel
+            return (
+                f"automatic: the branches hold {graph.parallelism:.2f}x the critical path's "
+                f"work (set execution_mode, or config entry {CONFIG_AUTO_PARALLEL}=0, to choose)"
+            )
+        return ""
 
     def _log(self, severity: int, message: str) -> None:
         if severity >= self._sess_options.log_severity_level:
