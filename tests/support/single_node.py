@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
+import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
@@ -51,3 +52,16 @@ def run_single_node(engine: ModuleType, op, inputs, attrs=None, **kw) -> list:
     model, feeds = single_node_model(op, inputs, attrs, **kw)
     sess = engine.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     return sess.run(None, feeds)
+
+
+def add_parameters(params: dict, elem: int, as_inputs: bool, inputs: list, feeds: dict) -> list:
+    """Each of ``params`` as a graph input (appended to ``inputs``, its value to ``feeds``) or,
+    by default, as an initializer; returns the initializers."""
+    inits = []
+    for name, value in params.items():
+        if as_inputs:
+            inputs.append(helper.make_tensor_value_info(name, elem, np.shape(value)))
+            feeds[name] = value
+        else:
+            inits.append(numpy_helper.from_array(value, name))
+    return inits

@@ -11,6 +11,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from support.single_node import add_parameters
 
 import tessera
 from tessera_cpu.kernels import _norm_loops
@@ -40,13 +41,7 @@ def _bn_model(
     }
     feeds = {"x": rng.standard_normal(shape).astype(dtype)}
     inputs = [helper.make_tensor_value_info("x", elem, shape)]
-    inits = []
-    for name, value in params.items():
-        if params_as_inputs:
-            inputs.append(helper.make_tensor_value_info(name, elem, value.shape))
-            feeds[name] = value
-        else:
-            inits.append(numpy_helper.from_array(value, name))
+    inits = add_parameters(params, elem, params_as_inputs, inputs, feeds)
     nodes = [
         helper.make_node("BatchNormalization", ["x", *params], ["bn"], name="bn", epsilon=1e-3)
     ]

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 from onnx.reference import ReferenceEvaluator
+from support.single_node import add_parameters
 
 import tessera
 from tessera_cpu import _jit
@@ -32,13 +33,7 @@ def _ln_model(
         params["bias"] = rng.standard_normal(norm_shape).astype(dtype)
     feeds = {"x": (rng.standard_normal(shape) * 3 + 1).astype(dtype)}
     inputs = [helper.make_tensor_value_info("x", elem, shape)]
-    inits = []
-    for name, value in params.items():
-        if params_as_inputs:
-            inputs.append(helper.make_tensor_value_info(name, elem, value.shape))
-            feeds[name] = value
-        else:
-            inits.append(numpy_helper.from_array(value, name))
+    inits = add_parameters(params, elem, params_as_inputs, inputs, feeds)
     outs = ["y", "mean", "inv"] if stats else ["y"]
     node = helper.make_node(
         "LayerNormalization", ["x", *params], outs, axis=axis, epsilon=1e-5, name="ln"
