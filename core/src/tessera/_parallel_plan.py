@@ -7,8 +7,9 @@ execution could only split each small convolution in two. A value is released wh
 reader has run, whatever the order turned out to be.
 
 Only main-graph plans whose providers all run on the host and declare
-``supports_concurrent_run`` run this way (the session decides); subgraphs and profiled runs stay
-sequential.
+``supports_concurrent_run`` run this way. The session decides: ``ORT_PARALLEL`` asks for it, and
+a session that leaves ``execution_mode`` alone gets it when the graph's branches carry enough of
+its estimated work (``StepGraph.parallelism``). Subgraphs and profiled runs stay sequential.
 """
 
 from __future__ import annotations

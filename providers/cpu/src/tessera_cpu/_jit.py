@@ -31,8 +31,9 @@ def _numba():
     try:
         import numba
     except Exception as exc:  # noqa: BLE001 - any import failure means "use the NumPy forms"
-        _log.info(
-            "numba is not usable (%s: %s); the CPU provider uses its NumPy kernels",
+        _log.warning(
+            "numba is not usable (%s: %s); the CPU provider uses its NumPy kernels, which are "
+            "slower on pools, normalizations and depthwise convolutions",
             type(exc).__name__,
             exc,
         )
