@@ -34,10 +34,12 @@ from numpy.lib.stride_tricks import as_strided
 from tessera_cpu import _jit, _parallel
 from tessera_cpu.kernels import _conv_loops
 
-# Below this many multiply-adds (about 0.3 ms on one thread) a convolution runs on the calling
-# thread: handing half to a worker and joining it costs 30-40 us each way here, and smaller
-# convolutions lost more than they gained (tuned on the benchmark models).
-_PARALLEL_MACS = 25_000_000
+# Below this much work (multiply-adds plus _COPY_MACS per copied element; about 0.4 ms on one
+# thread) a convolution runs on the calling thread: handing half to a worker and joining it
+# costs 30-40 us each way here. At 25M squeezenet's 27x27 and 13x13 convolutions split and lost
+# 4-10%; 35M kept them whole, and left inception_v2's branches, run in parallel, more of the
+# second core (39.3 -> 36.4 ms); at 50M densenet121 lost 4% (tuned on the benchmark models).
+_PARALLEL_MACS = 35_000_000
 # Multiply-adds one element of im2col columns or of the output's epilogue costs as much time as
 # (about 0.25 ns on one thread, measured on the benchmark models' stems and 1x1s).
 _COPY_MACS = 20
