@@ -18,38 +18,19 @@ _DEVICE_LOCK = threading.Lock()
 
 
 def _device_provider(device_type: str, device_id: int) -> ExecutionProvider:
-    """A provider instance (default options) for ``device_type``, to make device OrtValues."""
-    from tessera._providers import available_factories
+    """A provider for ``device_type`` (created as a session would create it, by name), to make
+    device OrtValues; kept per (device type, id)."""
+    from tessera._providers import resolve
 
     key = (device_type, device_id)
     with _DEVICE_LOCK:
         provider = _DEVICE_PROVIDERS.get(key)
-        if provider is not None:
-            return provider
-        factories = available_factories()
-        factory = next(
-            (f for f in factories if device_type in (f.name, *f.aliases) and f.name != "cpu"),
-            None,
-        )
-        if factory is None:
-            names = sorted(f.name for f in factories if f.name != "cpu")
-            raise InvalidArgument(
-                f"no installed provider for device {device_type!r}; installed device providers: "
-                f"{names or 'none'}"
+        if provider is None:
+            options = {"device_id": device_id} if device_id else {}
+            ((_factory, provider, _options),) = resolve(
+                [(device_type, options)], None, fallback=False
             )
-        if not factory.devices():
-            raise InvalidArgument(
-                f"provider {factory.name!r} has no usable device here; "
-                "`tessera providers --all` says why"
-            )
-        options: dict[str, Any] = {}
-        if "device_id" in factory.options:
-            options["device_id"] = device_id
-        elif device_id != 0:
-            raise InvalidArgument(
-                f"provider {factory.name!r} has no device_id option; device_id must be 0"
-            )
-        provider = _DEVICE_PROVIDERS[key] = factory.create(options)
+            _DEVICE_PROVIDERS[key] = provider
         return provider
 
 
