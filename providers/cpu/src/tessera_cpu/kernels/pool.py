@@ -66,6 +66,7 @@ class _PoolGeometry:
             for o, k, n, d, b, e in zip(out, ks, in_sp, dil, pb, pe)
         )
         self.taps = list(itertools.product(*(range(k) for k in ks)))
+        self._made: dict = {}  # window counts and divisors, made on first use
         # 2-D pools over wide rows run as one compiled loop (_pool_loops.pool2d): 1.2-1.8x
         # faster than the per-axis loops on 56-112 wide rows; on narrow ones (14, 28) those,
         # which run over the flattened rows, were 1.3-1.5x faster.
@@ -248,7 +249,6 @@ class _PoolGeometry:
 
     def average(self, x: np.ndarray, include_pad: bool) -> np.ndarray:
         """A 2-D average pool of float32/float64 ``x`` as one compiled loop, divisions included."""
-        counts = self._counts(include_pad)
         return _pool_loops.pool2d(
             np.ascontiguousarray(x),
             self.ks,
@@ -257,8 +257,21 @@ class _PoolGeometry:
             self.pb,
             self.out,
             "avg",
-            *(c.astype(x.dtype) for c in counts),
+            *self._cached(("counts", include_pad, x.dtype), self._counts, include_pad, x.dtype),
         )
+
+    def divisor(self, include_pad: bool, dtype: np.dtype) -> np.ndarray:
+        """The average's divisor for every output position (at least 1), made once."""
+        return self._cached(
+            ("divisor", include_pad, dtype),
+            lambda: np.maximum(self.axis_counts(include_pad), 1).astype(dtype),
+        )
+
+    def _cached(self, key: tuple, make, *args):
+        value = self._made.get(key)
+        if value is None:
+            value = self._made[key] = make(*args)
+        return value
 
     def axis_counts(self, include_pad: bool) -> np.ndarray:
         """How many taps of each window land inside the input (or its explicit pads): (*out)."""
@@ -267,7 +280,7 @@ class _PoolGeometry:
             total = cnt if total is None else np.multiply.outer(total, cnt)
         return total
 
-    def _counts(self, include_pad: bool) -> list[np.ndarray]:
+    def _counts(self, include_pad: bool, dtype=np.int64) -> list[np.ndarray]:
         """Per spatial axis, how many taps of each window position land inside."""
         counts = []
         for a in range(len(self.out)):
@@ -279,7 +292,7 @@ class _PoolGeometry:
                 - self.pb[a]
                 + np.arange(self.ks[a])[None] * self.dil[a]
             )
-            counts.append(((pos >= lo) & (pos < hi)).sum(1))
+            counts.append(((pos >= lo) & (pos < hi)).sum(1).astype(dtype))
         return counts
 
     def tap_valid_and_index(self, kk: tuple, column_major: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -353,7 +366,6 @@ def average_pool(node: NodeInfo):
     attrs = window_attrs(node)
     geo = _geometry_cache(node, attrs, bool(node.attr("ceil_mode", 0)))
     include_pad = bool(node.attr("count_include_pad", 0))
-    divisors: dict = {}
     loops = _jit.enabled()
 
     def compute(x):
@@ -365,10 +377,7 @@ def average_pool(node: NodeInfo):
         if loops and g.single_loop and dt in _LOOP_DTYPES:
             return (g.average(xc, include_pad).astype(x.dtype, copy=False),)
         y = g.reduce(xc, np.add, 0, loops)
-        div = divisors.get(x.shape[2:])
-        if div is None:
-            div = divisors[x.shape[2:]] = np.maximum(g.axis_counts(include_pad), 1).astype(dt)
-        y /= div
+        y /= g.divisor(include_pad, dt)
         return (y.astype(x.dtype, copy=False),)
 
     return compute
