@@ -26,6 +26,21 @@ from tessera_cpu import _jit, _parallel
 _PARALLEL_TAPS = 1_000_000
 
 
+def lowest(dtype: np.dtype):
+    """The identity of a max over ``dtype``: -inf, or the integer type's minimum."""
+    return np.iinfo(dtype).min if dtype.kind in "iu" else -np.inf
+
+
+@functools.cache
+def _fill_values(kind: str, dtype: np.dtype) -> tuple:
+    """(identity, NaN value) scalars of ``dtype`` for the loops: what a window with no tap
+    inside the input gets (-inf or the minimum for max, 0 for sums), and what a max with a NaN
+    tap gives (NaN; 0 for integers, which have none)."""
+    identity = lowest(dtype) if kind == "max" else 0
+    nan_value = np.nan if dtype.kind == "f" else 0
+    return np.array(identity, dtype=dtype)[()], np.array(nan_value, dtype=dtype)[()]
+
+
 def _bounds(n_in: int, n_out: int, pb: int, k: int, s: int, d: int) -> tuple[int, int]:
     """[lo, hi): the outputs whose every tap lies inside the input."""
     lo = 0
@@ -135,12 +150,7 @@ def reduce_axis(x: np.ndarray, axis: int, k: int, s: int, d: int, pb: int, o: in
     a = int(np.prod(x.shape[:axis], dtype=np.int64))
     b = int(np.prod(x.shape[axis + 1 :], dtype=np.int64))
     y = np.empty((*x.shape[:axis], o, *x.shape[axis + 1 :]), dtype=x.dtype)
-    if kind == "max":
-        identity = np.iinfo(x.dtype).min if x.dtype.kind in "iu" else -np.inf
-    else:
-        identity = 0
-    identity = np.array(identity, dtype=x.dtype)[()]
-    nan_value = np.array(np.nan if x.dtype.kind == "f" else 0, dtype=x.dtype)[()]
+    identity, nan_value = _fill_values(kind, x.dtype)
     inner, last = _loops(kind, k, s, d)
     if b == 1:
         fn, x2, y2 = last, x.reshape(a, x.shape[axis]), y.reshape(a, o)
@@ -236,12 +246,8 @@ def pool2d(x, ks, strides, dil, pb, out, kind: str, div_h=None, div_w=None) -> n
     n, c, h, w = x.shape
     y = np.empty((n, c, *out), dtype=x.dtype)
     if kind == "max":
-        identity = np.iinfo(x.dtype).min if x.dtype.kind in "iu" else -np.inf
         div_h = div_w = np.ones(1, x.dtype)
-    else:
-        identity = 0
-    identity = np.array(identity, dtype=x.dtype)[()]
-    nan_value = np.array(np.nan if x.dtype.kind == "f" else 0, dtype=x.dtype)[()]
+    identity, nan_value = _fill_values(kind, x.dtype)
     lo_w, hi_w = _bounds(w, out[1], pb[1], ks[1], strides[1], dil[1])
     fn = _loops2d(kind, ks[0], ks[1], strides[0], strides[1], dil[0], dil[1])
     x3, y3 = x.reshape(n * c, h, w), y.reshape(n * c, *out)

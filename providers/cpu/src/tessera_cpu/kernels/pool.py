@@ -323,12 +323,6 @@ def _geometry_cache(node: NodeInfo, attrs: tuple, ceil_mode: bool):
     return get
 
 
-def _lowest(dtype: np.dtype):
-    if dtype.kind in "iu":
-        return np.iinfo(dtype).min
-    return -np.inf
-
-
 @registry.kernel("MaxPool", since=(1, 8, 10, 11, 12, 22), types={"T": _MAXPOOL_TYPES})
 def max_pool(node: NodeInfo):
     attrs = window_attrs(node)
@@ -343,11 +337,11 @@ def max_pool(node: NodeInfo):
             keep = x.shape[:2] + (1,) * (x.ndim - 2)
             y = np.maximum.reduce(x.reshape(x.shape[0], x.shape[1], -1), axis=2).reshape(keep)
             return (y,) if node.num_outputs == 1 else (y, None)
-        y = g.reduce(x, np.maximum, _lowest(x.dtype), loops)
+        y = g.reduce(x, np.maximum, _pool_loops.lowest(x.dtype), loops)
         if not want_indices:
             return (y,) if node.num_outputs == 1 else (y, None)
         # Indices: the first tap (in window order) that holds the maximum.
-        buf = g.padded(x, _lowest(x.dtype))
+        buf = g.padded(x, _pool_loops.lowest(x.dtype))
         idx = np.full(y.shape, -1, dtype=np.int64)
         for kk in g.taps:
             valid, flat = g.tap_valid_and_index(kk, storage_order == 1)
