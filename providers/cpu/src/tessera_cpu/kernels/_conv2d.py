@@ -18,7 +18,7 @@ Three forms, chosen once per input shape:
   unpadded input (``_conv_loops.im2col``) into a per-thread scratch buffer, or without numba by
   copying a strided view of a zero-padded copy.
 
-The compiled loops are used when ``tessera_cpu._jit.enabled()`` (read when the engine is made)
+The compiled loops are used when ``tessera_cpu._jit.enabled()`` (read when the kernel is built)
 and the compute dtype is float32 or float64; the NumPy forms stay as the fallback.
 """
 
@@ -142,7 +142,8 @@ class Conv2D:
         self.threads = _parallel.threads() if self.parallel else 1
         unit = all(s == 1 for s in strides)
         no_pad = not any(pb) and not any(pe)
-        # ``jit`` None: ask _jit now (conv.py builds engines lazily, per input shape).
+        # ``jit``: conv.py passes what _jit said when the kernel was built; None asks _jit now
+        # (engines made directly, as the benchmarks' conv profiles do).
         if jit is None:
             jit = _jit.enabled()
         self.jit = bool(jit) and w.dtype in _LOOP_DTYPES

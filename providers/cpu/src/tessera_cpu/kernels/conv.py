@@ -233,8 +233,9 @@ def _conv_kernel(node: NodeInfo, activation=None, loop_activation=(0, 0.0, 0.0))
     ``loop_activation`` is the activation as a ``_conv_loops`` code and parameters, for the
     compiled one-pass epilogue (None: it has no such form)."""
     attrs = window_attrs(node)
-    use_loop = _jit.enabled() and loop_activation is not None
-    loop_bias_only = (_conv_loops.NO_ACTIVATION, 0.0, 0.0) if _jit.enabled() else None
+    jit = _jit.enabled()  # read once, when the kernel is built, for the engines too
+    use_loop = jit and loop_activation is not None
+    loop_bias_only = (_conv_loops.NO_ACTIVATION, 0.0, 0.0) if jit else None
     group = int(node.attr("group", 1))
     unit_strides = all(int(s) == 1 for s in (attrs[1] or [1]))
 
@@ -262,7 +263,7 @@ def _conv_kernel(node: NodeInfo, activation=None, loop_activation=(0, 0.0, 0.0))
         if eng is None:
             ks, strides, dil, pb, pe, out = geometry
             wc = w.astype(compute_dtype(w.dtype), copy=False)
-            eng = _conv2d.Conv2D(wc, group, x_shape, ks, strides, dil, pb, pe, out)
+            eng = _conv2d.Conv2D(wc, group, x_shape, ks, strides, dil, pb, pe, out, jit=jit)
             if not w.flags.writeable:
                 engines[key] = eng
         return eng
