@@ -192,7 +192,9 @@ def _default_session(data: bytes, **options) -> tessera.InferenceSession:
     return tessera.InferenceSession(data, opts, providers=["cpu"])
 
 
-def test_a_default_session_runs_wide_graphs_in_parallel_and_says_why():
+def test_a_default_session_runs_wide_graphs_in_parallel_and_says_why(monkeypatch):
+    # The CPU provider's native threads (below) keep default sessions sequential.
+    monkeypatch.setenv("TESSERA_CPU_NATIVE_THREADS", "0")
     session = _default_session(_heavy_branches())
     assert session._plan.parallel is not None
     assert session._plan.parallel.parallelism > 3
@@ -204,6 +206,23 @@ def test_a_default_session_runs_wide_graphs_in_parallel_and_says_why():
     np.testing.assert_array_equal(session.run(None, {"x": x})[0], want)
 
 
+def test_a_provider_with_efficient_intra_op_threads_keeps_default_sessions_sequential():
+    """The CPU provider on numba's OpenMP threads says its kernels split their own work
+    cheaply (ExecutionProvider.efficient_intra_op); concurrent branches would compete with
+    them. An explicit ORT_PARALLEL still runs in parallel."""
+    from tessera_cpu import _native
+
+    if not _native.available(np.float32):
+        pytest.skip("the CPU provider's native threads are not usable here")
+    session = _default_session(_heavy_branches())
+    assert session._providers[-1].efficient_intra_op
+    assert session._plan.parallel is None
+    explicit = _default_session(
+        _heavy_branches(), execution_mode=tessera.ExecutionMode.ORT_PARALLEL
+    )
+    assert explicit._plan.parallel is not None
+
+
 @pytest.mark.parametrize(
     "options",
     [
@@ -213,11 +232,13 @@ def test_a_default_session_runs_wide_graphs_in_parallel_and_says_why():
     ],
     ids=["explicit-sequential", "config-off", "one-thread"],
 )
-def test_the_automatic_choice_yields_to_the_caller(options):
+def test_the_automatic_choice_yields_to_the_caller(options, monkeypatch):
+    monkeypatch.setenv("TESSERA_CPU_NATIVE_THREADS", "0")  # else it never chooses parallel
     assert _default_session(_heavy_branches(), **options)._plan.parallel is None
 
 
-def test_small_or_sequential_graphs_stay_sequential_by_default():
+def test_small_or_sequential_graphs_stay_sequential_by_default(monkeypatch):
+    monkeypatch.setenv("TESSERA_CPU_NATIVE_THREADS", "0")  # else it never chooses parallel
     assert _default_session(_branchy_model())._plan.parallel is None  # too little work
     chain = make_model(
         [

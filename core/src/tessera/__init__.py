@@ -26,7 +26,7 @@ from tessera._options import (
 from tessera._providers import get_available_providers, register_plugin, unregister_plugin
 from tessera._session import InferenceSession
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 
 def get_all_providers() -> list[str]:

@@ -106,6 +106,10 @@ def with_free_batch(model: onnx.ModelProto, name: str = "batch") -> onnx.ModelPr
     return copy
 
 
+# Pause before each timed run (seconds).
+SETTLE_S = 0.005
+
+
 # -- engines ----------------------------------------------------------------------------------------
 def _tessera(
     model_bytes: bytes, threads: int, profile_prefix: str = "", provider: str = ""
@@ -267,6 +271,9 @@ def compare(
         outputs: dict[str, Any] = {}
 
         def timed(name: str) -> None:
+            # Idle worker threads of the engine timed before (OpenMP's spin for a moment after
+            # their last task) must not hold a core while this one runs.
+            time.sleep(SETTLE_S)
             start = time.perf_counter()
             try:
                 out = runners[name](feed)

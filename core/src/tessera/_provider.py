@@ -16,7 +16,7 @@ import numpy as np
 from tessera._fusion import Fusion
 from tessera._kernels import Compute, KernelDef, KernelRegistry, NodeInfo
 
-API_VERSION = "1.2"
+API_VERSION = "1.3"
 """The provider API version this core implements. A factory declares the version it targets in
 ``ProviderFactory.api_version``; the major numbers must match."""
 
@@ -106,6 +106,10 @@ class ExecutionProvider:
     device: str = "cpu"
     precision: str = "fp32"
     supports_concurrent_run: bool = True
+    efficient_intra_op: bool = False
+    """True when the provider's kernels split their own work across the session's threads at
+    little cost per split (a native thread pool): concurrent branches would only compete with
+    them, so sessions that leave ``execution_mode`` alone stay sequential. (API 1.3)"""
     registry: KernelRegistry | None = None
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:

@@ -167,6 +167,8 @@ class InferenceSession:
         auto = opts._config.get(CONFIG_AUTO_PARALLEL, "1") != "0"
         if not auto or "execution_mode" in opts._explicit or not host:
             return ""
+        if any(p.efficient_intra_op for p in self._providers):
+            return ""  # its kernels use every thread already, at a small cost per split
         threads = int(opts.intra_op_num_threads) or default_threads()
         if enable_parallel(self._plan, threads, min_parallelism=AUTO_MIN_PARALLELISM):
             graph = self._plan.parallel

@@ -128,16 +128,26 @@ def test_conv_chains_fuse_and_match_onnxruntime(tail):
         assert [len(parts) for parts in fused.values()] == [expected]
 
 
-@pytest.mark.parametrize("loops", [True, False], ids=["compiled-epilogue", "numpy-epilogue"])
+@pytest.mark.parametrize("form", ["native", "compiled-epilogue", "numpy-epilogue"])
 @pytest.mark.parametrize("tail", [("Add", "Relu"), ("LeakyRelu",), ("Add", "Clip"), ("Add",)])
-def test_fused_and_unfused_results_are_identical(tail, loops, monkeypatch):
-    from tessera_cpu import _jit
+def test_fused_and_unfused_results_are_identical(tail, form, monkeypatch):
+    from tessera_cpu import _jit, _native
     from tessera_cpu.kernels import _conv_loops
 
     calls = []
-    if loops:
+    loops = form != "numpy-epilogue"
+    if form == "native":
+        pytest.importorskip("numba")
+        if not _native.available(np.float32):
+            pytest.skip("the CPU provider's native threads are not usable here")
+        monkeypatch.delenv(_jit.ENV, raising=False)
+        monkeypatch.delenv(_native.ENV, raising=False)
+        real_region = _native.region
+        monkeypatch.setattr(_native, "region", lambda n: calls.append(n) or real_region(n))
+    elif form == "compiled-epilogue":
         pytest.importorskip("numba")
         monkeypatch.delenv(_jit.ENV, raising=False)
+        monkeypatch.setenv(_native.ENV, "0")
         real = _conv_loops.epilogue
         monkeypatch.setattr(_conv_loops, "epilogue", lambda *a: calls.append(1) or real(*a))
     else:

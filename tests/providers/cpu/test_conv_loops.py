@@ -1,11 +1,14 @@
 """The convolution engine's compiled loops (depthwise, im2col columns) and their NumPy fallback.
 
-Every model runs with the loops on and off (``TESSERA_CPU_JIT=0``) and is checked against
-onnxruntime with its optimizations off (onnx's ReferenceEvaluator for float64); the engine-level tests check that the loops are really
-used and that the im2col form gives bit-identical results on both paths.
+Every model runs in the engine's three forms (whole on numba's threads, the loops with
+Python-threaded GEMMs, NumPy only) and is checked against onnxruntime with its optimizations
+off (onnx's ReferenceEvaluator for float64); the engine-level tests check that the loops are
+really used and that the forms give bit-identical results.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 import pytest
@@ -13,22 +16,30 @@ from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 import tessera
-from tessera_cpu import _jit
+from tessera_cpu import _jit, _native
 from tessera_cpu.kernels import _conv2d
 from tessera_cpu.kernels.conv import same_pads
 
 ort = pytest.importorskip("onnxruntime")
 
 
-@pytest.fixture(params=["jit", "numpy"])
+@pytest.fixture(params=["native", "jit", "numpy"])
 def jit(request, monkeypatch) -> bool:
-    if request.param == "jit":
-        if not _jit.enabled():
-            pytest.skip("numba is not usable here")
-        monkeypatch.delenv(_jit.ENV, raising=False)
-        return True
-    monkeypatch.setenv(_jit.ENV, "0")
-    return False
+    """The engine's three forms: whole convolutions on numba's threads (``_native``), the
+    compiled loops between Python-threaded GEMMs, and NumPy only."""
+    if request.param == "numpy":
+        monkeypatch.setenv(_jit.ENV, "0")
+        return False
+    if not _jit.enabled():
+        pytest.skip("numba is not usable here")
+    monkeypatch.delenv(_jit.ENV, raising=False)
+    if request.param == "native":
+        if not _native.available(np.float32):
+            pytest.skip("numba's OpenMP/TBB layer or NumPy's CBLAS gemm is not usable here")
+        monkeypatch.delenv(_native.ENV, raising=False)
+    else:
+        monkeypatch.setenv(_native.ENV, "0")
+    return True
 
 
 def _model(x_shape, w_shape, attrs, dtype, tail, seed=0):
@@ -119,6 +130,7 @@ IM2COL = [
 def test_conv_forms_match_onnxruntime(jit, x_shape, w_shape, attrs, tail, threads, monkeypatch):
     # Every convolution counts as large, so the two-thread runs take the split paths.
     monkeypatch.setattr(_conv2d, "_PARALLEL_MACS", 0)
+    monkeypatch.setattr(_conv2d, "_NATIVE_PARALLEL_MACS", 0)
     model, feeds = _model(x_shape, w_shape, attrs, np.float32, tail)
     _check(model, feeds, threads, np.float32)
 
@@ -144,6 +156,7 @@ def test_im2col_loop_is_bit_identical(x_shape, w_shape, attrs, parallel, monkeyp
     same bits; and the engine really takes the loop when it may."""
     if not _jit.enabled():
         pytest.skip("numba is not usable here")
+    monkeypatch.setenv(_native.ENV, "0")  # the Python-threaded loop form (native: below)
     if parallel:
         monkeypatch.setattr(_conv2d, "_PARALLEL_MACS", 0)
     rng = np.random.default_rng(1)
@@ -209,3 +222,63 @@ def test_depthwise_float16_computes_in_float32(jit):
     ref = ort.InferenceSession(f32.SerializeToString(), providers=["CPUExecutionProvider"])
     want = ref.run(None, {"x": feeds["x"].astype(np.float32)})[0]
     np.testing.assert_allclose(got.astype(np.float32), want, rtol=2e-3, atol=2e-3)
+
+
+@pytest.fixture
+def pinned_run():
+    """BLAS pinned to one thread, as during a session's run (native regions need it)."""
+    from tessera_cpu import _parallel
+
+    _parallel.run_started()
+    yield
+    _parallel.run_ended()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize(("x_shape", "w_shape", "attrs"), DEPTHWISE + IM2COL)
+def test_native_form_is_bit_identical(x_shape, w_shape, attrs, threads, monkeypatch, pinned_run):
+    """Whole on numba's threads, a convolution makes the same columns and the same GEMM calls
+    as the Python-threaded loop form, so the same bits, with bias, residual and Relu; and the
+    engine really takes the native drivers, in parallel when it splits."""
+    from tessera_cpu import _parallel
+    from tessera_cpu.kernels import _conv_loops
+
+    if not (_jit.enabled() and _native.available(np.float32)):
+        pytest.skip("the native form is not usable here")
+    monkeypatch.setattr(_conv2d, "_PARALLEL_MACS", 0)
+    monkeypatch.setattr(_conv2d, "_NATIVE_PARALLEL_MACS", 0)
+    old_threads = _parallel.threads()
+    _parallel.configure(threads)
+    try:
+        rng = np.random.default_rng(2)
+        x = rng.standard_normal(x_shape).astype(np.float32)
+        w = rng.standard_normal(w_shape).astype(np.float32)
+        bias = rng.standard_normal(w_shape[0]).astype(np.float32)
+        native = _engine(x_shape, w, attrs, True)
+        monkeypatch.setenv(_native.ENV, "0")
+        python = _engine(x_shape, w, attrs, True)
+        assert native._plan is not None and python._plan is None
+        z = rng.standard_normal((x_shape[0], w_shape[0], *native.out)).astype(np.float32)
+        relu = _conv2d.Epilogue(bias, lambda a: np.maximum(a, 0, out=a), (_conv_loops.RELU, 0, 0))
+        parts = []
+        real_region = _native.region
+
+        @contextlib.contextmanager
+        def region(n):
+            with real_region(n) as got_parts:
+                parts.append(got_parts)
+                yield got_parts
+
+        monkeypatch.setattr(_native, "region", region)
+        got = native(x, relu, z)
+        assert parts == [threads], "the engine did not take the native form on every thread"
+        want = python(x, relu, z)
+        assert got.tobytes() == want.tobytes()
+    finally:
+        _parallel.configure(old_threads)
+
+
+def test_native_env_turns_native_form_off(monkeypatch):
+    monkeypatch.setenv(_native.ENV, "0")
+    w = np.ones((4, 4, 3, 3), np.float32)
+    assert _engine((1, 4, 8, 8), w, {"pads": [1] * 4}, True)._plan is None

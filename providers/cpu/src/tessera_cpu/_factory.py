@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from tessera.provider import ExecutionProvider, Fusion, GraphView, OptionSpec, ProviderFactory
-from tessera_cpu import __version__, _arena, _parallel
+from tessera_cpu import __version__, _arena, _native, _parallel
 
 
 class CPUExecutionProvider(ExecutionProvider):
@@ -22,6 +24,11 @@ class CPUExecutionProvider(ExecutionProvider):
         self.registry = registry
         _parallel.configure(int(self.options.get("intra_op_num_threads") or 0))
         self._pin_blas = int(self.options.get("blas_threads", 1)) == 1
+        # Convolutions split over numba's OpenMP threads cost ~2.5 us per split (_native), so
+        # concurrent branches would only compete with them (core API 1.3; older cores ignore it).
+        self.efficient_intra_op = (
+            self._pin_blas and _parallel.threads() > 1 and _native.available(np.float32)
+        )
         if self.options.get("enable_cpu_mem_arena", True):
             _arena.enable()
 

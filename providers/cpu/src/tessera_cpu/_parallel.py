@@ -200,6 +200,11 @@ def run_started() -> None:
                 c.set_num_threads(1)
 
 
+def blas_pinned() -> bool:
+    """Whether a run is in progress, with BLAS pinned to one thread."""
+    return _active_runs > 0
+
+
 def run_ended() -> None:
     """Restore BLAS's thread count when the last concurrent run ends."""
     global _active_runs

@@ -31,7 +31,7 @@ from collections.abc import Callable
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from tessera_cpu import _jit, _parallel
+from tessera_cpu import _jit, _native, _parallel
 from tessera_cpu.kernels import _conv_loops
 
 # Below this much work (multiply-adds plus _COPY_MACS per copied element; about 0.4 ms on one
@@ -55,6 +55,11 @@ _BAND_BYTES = 1 << 20
 # ResNet-50's lost more.
 _ROW_SPLIT_PIXELS = 400
 
+
+# The same threshold when the convolution runs whole on numba's threads (``_native``), whose
+# fork and join cost about 2.5 us instead of 30-40: squeezenet's 13x13 layers, about 2.5M
+# multiply-adds (50 us), still gain from a split.
+_NATIVE_PARALLEL_MACS = 2_000_000
 
 _LOOP_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _EMPTY = {dt: np.empty(0, dt) for dt in _LOOP_DTYPES}  # an absent bias or residual
@@ -138,8 +143,6 @@ class Conv2D:
         # What the columns and the epilogue cost counts too: a convolution with few taps per
         # output (RGB stems, 1x1s of few channels) spends most of its time outside the GEMM.
         cost = macs + _COPY_MACS * n * oprod * (m + (c * kprod if kprod > 1 else 0))
-        self.parallel = cost >= _PARALLEL_MACS and _parallel.threads() > 1
-        self.threads = _parallel.threads() if self.parallel else 1
         unit = all(s == 1 for s in strides)
         no_pad = not any(pb) and not any(pe)
         # ``jit``: conv.py passes what _jit said when the kernel was built; None asks _jit now
@@ -147,6 +150,10 @@ class Conv2D:
         if jit is None:
             jit = _jit.enabled()
         self.jit = bool(jit) and w.dtype in _LOOP_DTYPES
+        self.native = self.jit and _native.available(w.dtype)
+        limit = _NATIVE_PARALLEL_MACS if self.native else _PARALLEL_MACS
+        self.parallel = cost >= limit and _parallel.threads() > 1
+        self.threads = _parallel.threads() if self.parallel else 1
         if group == c and self.mg == 1 and kprod > 1:
             self.form = "depthwise"
             self.wk = np.ascontiguousarray(w.reshape(m, kprod))
@@ -156,6 +163,7 @@ class Conv2D:
         else:
             self.form = "im2col"
             self.wk = np.ascontiguousarray(w.reshape(group, self.mg, cg * kprod))
+        self._plan = _NativePlan(self, h, wd) if self.native else None
 
     # -- helpers ------------------------------------------------------------------------------
     def _pad(self, x: np.ndarray) -> np.ndarray:
@@ -206,6 +214,9 @@ class Conv2D:
     def __call__(self, x: np.ndarray, epi: Epilogue, z: np.ndarray | None) -> np.ndarray:
         oh, ow = self.out
         y = np.empty((self.n, self.m, oh * ow), dtype=x.dtype)
+        if self._plan is not None and x.dtype == self.wk.dtype and epi.loop is not None:
+            self._plan(x, y, z, epi)
+            return y.reshape(self.n, self.m, oh, ow)
         zf = None if z is None else z.reshape(self.n, self.m, oh * ow)
         getattr(self, "_" + self.form)(x, y, zf, epi)
         return y.reshape(self.n, self.m, oh, ow)
@@ -349,3 +360,100 @@ class Conv2D:
     def _depthwise_units(self) -> list[tuple[int, int, int, int]]:
         split = self.threads if self.n < 2 * self.threads else 1
         return [(i, 0, a, b) for i in range(self.n) for a, b in _chunks(self.m, split)]
+
+
+def _unit_array(units) -> np.ndarray:
+    return np.array(units, dtype=np.int64).reshape(-1, 4)
+
+
+class _NativePlan:
+    """A :class:`Conv2D` run whole by the compiled loops of ``_conv_loops`` on numba's threads
+    (``tessera_cpu._native``): the same work items, columns and GEMMs as the Python-threaded
+    forms, so the same results, with no Python between the steps."""
+
+    def __init__(self, conv: Conv2D, h: int, wd: int) -> None:
+        oh, ow = conv.out
+        p = oh * ow
+        kc = conv.cg * conv.ks[0] * conv.ks[1]
+        self.dtype = conv.wk.dtype
+        self.fn = _native.gemm_address(self.dtype)
+        self.parts = conv.threads
+        self.geo = _conv_loops.geometry(
+            conv.cg, h, wd, conv.ks, conv.strides, conv.dil, conv.pb, ow, conv.m, conv.mg, p, conv.g
+        )
+        self.w = conv.wk.reshape(-1) if conv.form != "depthwise" else conv.wk
+        self.form = conv.form
+        self.scratch = 0  # elements of scratch per part
+        if conv.form == "depthwise":
+            self.kind = "depthwise"
+            self.units = _unit_array(conv._depthwise_units())
+            self.scratch = _conv_loops.depthwise_scratch(conv.ks, conv.strides, conv.dil, conv.out)
+        elif p >= _ROW_SPLIT_PIXELS or (conv.form == "im2col" and not conv.parallel):
+            # By bands of output rows; im2col columns of a band in the part's scratch, in
+            # bands small enough for L2 as in Conv2D._im2col_loop.
+            self.kind = "rows"
+            bands = 1
+            if conv.form == "im2col":
+                per_part = kc * p * conv.wk.itemsize // self.parts
+                if per_part > _BAND_OVER:
+                    bands = self.parts * -(-per_part // _BAND_BYTES)
+            self.units = _unit_array(conv._units(oh, min(bands, oh)))
+            if conv.form == "im2col":
+                self.scratch = kc * ow * int((self.units[:, 3] - self.units[:, 2]).max(initial=0))
+        else:
+            # By output channels over columns made once (split by input channels).
+            self.kind = "channels"
+            self.units0 = _unit_array(conv._units(conv.cg) if conv.form == "im2col" else [])
+            self.units1 = _unit_array(conv._units(conv.mg))
+            self.cols = conv.n * conv.g * kc * p if conv.form == "im2col" else 0
+        self.pointwise = conv.form == "pointwise"
+
+    def __call__(self, x, y, z, epi: Epilogue) -> None:
+        dt = self.dtype
+        t = dt.type
+        xf = np.ascontiguousarray(x).reshape(-1)
+        yf = y.reshape(-1)
+        zf = _EMPTY[dt] if z is None else np.ascontiguousarray(z, dtype=dt).reshape(-1)
+        bias = _EMPTY[dt] if epi.bias is None else epi.bias
+        code, p0, p1 = epi.loop
+        p0, p1 = t(p0), t(p1)
+        with _native.region(self.parts) as parts:
+            if self.kind == "rows":
+                buf = _scratch(parts * max(1, self.scratch), dt).reshape(parts, -1)
+                args = (
+                    self.fn,
+                    xf,
+                    self.w,
+                    yf,
+                    zf,
+                    bias,
+                    buf,
+                    self.units,
+                    self.geo,
+                    self.pointwise,
+                )
+                if parts > 1:
+                    _conv_loops.conv_rows(*args, parts, code, p0, p1)
+                else:
+                    _conv_loops.conv_rows_part(*args, 0, 1, code, p0, p1)
+            elif self.kind == "channels":
+                cols = _scratch(max(1, self.cols), dt)
+                if parts > 1:
+                    _conv_loops.conv_channels(
+                        self.fn, xf, self.w, yf, zf, bias, cols, self.units0, self.units1,
+                        self.geo, self.pointwise, parts, code, p0, p1,
+                    )  # fmt: skip
+                else:
+                    for phase, units in ((0, self.units0), (1, self.units1)):
+                        if units.shape[0]:
+                            _conv_loops.conv_channels_part(
+                                self.fn, xf, self.w, yf, zf, bias, cols, units, self.geo, phase,
+                                self.pointwise, 0, 1, code, p0, p1,
+                            )  # fmt: skip
+            else:
+                buf = _scratch(parts * self.scratch, dt).reshape(parts, -1)
+                args = (xf, self.w, yf, zf, bias, buf, self.units, self.geo)
+                if parts > 1:
+                    _conv_loops.depthwise_all(*args, parts, code, p0, p1)
+                else:
+                    _conv_loops.depthwise_part(*args, 0, 1, code, p0, p1)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tessera_cpu import _jit
+from tessera_cpu import _blas, _jit
 
 _U = np.uint64  # loop indices known to be >= 0
 
@@ -166,3 +166,155 @@ def epilogue(y, rows, cols, stride, bias, b0, z, zstride, kind, p0, p1):
                 v = v if (v > p0 or v != v) else y.dtype.type(p0)
                 v = v if (v < p1 or v != v) else y.dtype.type(p1)
             yr[i] = v
+
+
+# -- whole convolutions on numba's threads (``tessera_cpu._native``) --------------------------
+#
+# ``x``, ``y``, ``z`` (the fused residual, or empty) are flat C-contiguous (N, G, Cg, H, W) and
+# (N, M, P) arrays, ``w`` the flat (G, Mg, Kc) weights, ``geo`` the int64 geometry below, and
+# ``units`` an (U, 4) int64 array of work items (image, group, begin, end). Part ``t`` of
+# ``parts`` takes units ``U * t // parts`` to ``U * (t + 1) // parts``, so the serial form is
+# part 0 of 1 and the parallel form runs every part on its own thread.
+
+prange = _jit.prange
+gemm = _jit.deferred(_blas.gemm_intrinsic)
+
+# Indices into ``geo``.
+G_CG, G_H, G_W, G_KH, G_KW, G_SH, G_SW, G_DH, G_DW, G_PH, G_PW, G_OW, G_M, G_MG, G_P, G_G = range(
+    16
+)
+
+
+def geometry(cg, h, w, ks, strides, dil, pb, ow, m, mg, p, g) -> np.ndarray:
+    return np.array(
+        [
+            cg,
+            h,
+            w,
+            ks[0],
+            ks[1],
+            strides[0],
+            strides[1],
+            dil[0],
+            dil[1],
+            pb[0],
+            pb[1],
+            ow,
+            m,
+            mg,
+            p,
+            g,
+        ],
+        dtype=np.int64,
+    )
+
+
+@_jit.loop
+def _gemm_epilogue(fn, w, wo, kc, b, bo, ldb, y, yo, rows, cols, ldy, bias, b0, z, kind, p0, p1):
+    """``y[yo:]`` (rows x cols, row stride ldy) = act(w[wo:] @ b[bo:] + bias + z)."""
+    gemm(fn, rows, cols, kc, w, wo, kc, b, bo, ldb, y, yo, ldy)
+    if bias.size > 0 or z.size > 0 or kind != NO_ACTIVATION:
+        epilogue(y[yo:], rows, cols, ldy, bias, b0, z[yo:], ldy, kind, p0, p1)
+
+
+@_jit.loop
+def _part(n, t, parts):
+    return n * t // parts, n * (t + 1) // parts
+
+
+@_jit.loop
+def conv_rows_part(fn, x, w, y, z, bias, scratch, units, geo, pointwise, t, parts, kind, p0, p1):
+    """Units of output rows [begin, end): each builds its columns in ``scratch[t]`` (unless
+    ``pointwise``: the GEMM reads the input), multiplies and applies the epilogue."""
+    cg, h, wd, ow = geo[G_CG], geo[G_H], geo[G_W], geo[G_OW]
+    kh, kw = geo[G_KH], geo[G_KW]
+    m, mg, p, g_n = geo[G_M], geo[G_MG], geo[G_P], geo[G_G]
+    kc = cg * kh * kw
+    plane = h * wd
+    u0, u1 = _part(units.shape[0], t, parts)
+    buf = scratch[t]
+    for u in range(u0, u1):
+        i, g, a, b = units[u, 0], units[u, 1], units[u, 2], units[u, 3]
+        xo = (i * g_n + g) * cg * plane
+        yo = (i * m + g * mg) * p + a * ow
+        width = (b - a) * ow
+        if pointwise:
+            _gemm_epilogue(fn, w, g * mg * kc, kc, x, xo + a * ow, p,
+                           y, yo, mg, width, p, bias, g * mg, z, kind, p0, p1)  # fmt: skip
+            continue
+        cols = buf[: kc * width].reshape((kc, width))
+        xs = x[xo : xo + cg * plane].reshape((cg, h, wd))
+        im2col(xs, cols, 0, cg, a, b, kh, kw, geo[G_SH], geo[G_SW], geo[G_DH], geo[G_DW],
+               geo[G_PH], geo[G_PW], ow)  # fmt: skip
+        _gemm_epilogue(fn, w, g * mg * kc, kc, buf, 0, width,
+                       y, yo, mg, width, p, bias, g * mg, z, kind, p0, p1)  # fmt: skip
+
+
+@_jit.loop(parallel=True)
+def conv_rows(fn, x, w, y, z, bias, scratch, units, geo, pointwise, parts, kind, p0, p1):
+    for t in prange(parts):
+        conv_rows_part(fn, x, w, y, z, bias, scratch, units, geo, pointwise, t, parts, kind, p0, p1)
+
+
+@_jit.loop
+def conv_channels_part(fn, x, w, y, z, bias, cols, units, geo, phase, pointwise, t, parts, kind,
+                       p0, p1):  # fmt: skip
+    """Phase 0: units of input channels [begin, end) build the flat (N, G, Kc, P) ``cols``.
+    Phase 1: units of output channels [begin, end) of a group multiply and apply the epilogue
+    (reading the input itself for a ``pointwise`` convolution, which has no phase 0)."""
+    cg, h, wd, ow = geo[G_CG], geo[G_H], geo[G_W], geo[G_OW]
+    kh, kw = geo[G_KH], geo[G_KW]
+    m, mg, p, g_n = geo[G_M], geo[G_MG], geo[G_P], geo[G_G]
+    kc = cg * kh * kw
+    plane = h * wd
+    u0, u1 = _part(units.shape[0], t, parts)
+    for u in range(u0, u1):
+        i, g, a, b = units[u, 0], units[u, 1], units[u, 2], units[u, 3]
+        co = (i * g_n + g) * kc * p
+        if phase == 0:
+            xo = (i * g_n + g) * cg * plane
+            xs = x[xo : xo + cg * plane].reshape((cg, h, wd))
+            im2col(xs, cols[co : co + kc * p].reshape((kc, p)), a, b, 0, p // ow, kh, kw,
+                   geo[G_SH], geo[G_SW], geo[G_DH], geo[G_DW], geo[G_PH], geo[G_PW], ow)  # fmt: skip
+        elif pointwise:  # the columns are the input itself
+            m0 = g * mg + a
+            _gemm_epilogue(fn, w, m0 * kc, kc, x, (i * g_n + g) * cg * plane, p,
+                           y, (i * m + m0) * p, b - a, p, p, bias, m0, z, kind, p0, p1)  # fmt: skip
+        else:
+            m0 = g * mg + a
+            _gemm_epilogue(fn, w, m0 * kc, kc, cols, co, p,
+                           y, (i * m + m0) * p, b - a, p, p, bias, m0, z, kind, p0, p1)  # fmt: skip
+
+
+@_jit.loop(parallel=True)
+def conv_channels(fn, x, w, y, z, bias, cols, units0, units1, geo, pointwise, parts, kind, p0,
+                  p1):  # fmt: skip
+    if not pointwise:
+        for t in prange(parts):
+            conv_channels_part(fn, x, w, y, z, bias, cols, units0, geo, 0, False, t, parts, kind,
+                               p0, p1)  # fmt: skip
+    for t in prange(parts):
+        conv_channels_part(fn, x, w, y, z, bias, cols, units1, geo, 1, pointwise, t, parts, kind,
+                           p0, p1)  # fmt: skip
+
+
+@_jit.loop
+def depthwise_part(x, w, y, z, bias, scratch, units, geo, t, parts, kind, p0, p1):
+    """Units of channels [begin, end) of an image: the direct loop, then the epilogue."""
+    c, h, wd, ow, p = geo[G_M], geo[G_H], geo[G_W], geo[G_OW], geo[G_P]
+    u0, u1 = _part(units.shape[0], t, parts)
+    for u in range(u0, u1):
+        i, a, b = units[u, 0], units[u, 2], units[u, 3]
+        xs = x[i * c * h * wd : (i + 1) * c * h * wd].reshape((c, h, wd))
+        ys = y[i * c * p : (i + 1) * c * p].reshape((c, p))
+        depthwise(xs, w, ys, a, b, geo[G_KH], geo[G_KW], geo[G_SH], geo[G_SW], geo[G_DH],
+                  geo[G_DW], geo[G_PH], geo[G_PW], ow, scratch[t])  # fmt: skip
+        if bias.size > 0 or z.size > 0 or kind != NO_ACTIVATION:
+            yo = (i * c + a) * p
+            epilogue(y[yo:], b - a, p, p, bias, a, z[yo:], p, kind, p0, p1)
+
+
+@_jit.loop(parallel=True)
+def depthwise_all(x, w, y, z, bias, scratch, units, geo, parts, kind, p0, p1):
+    for t in prange(parts):
+        depthwise_part(x, w, y, z, bias, scratch, units, geo, t, parts, kind, p0, p1)
