@@ -1,0 +1,122 @@
+"""The CPU provider's native threads (``tessera_cpu._native``) and NumPy's GEMM (``_blas``):
+who gets the threads, when the native form stays off, and a forked child's fallback."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+
+import numpy as np
+import pytest
+from onnx import helper, numpy_helper
+
+import tessera
+from tessera_cpu import _blas, _jit, _native, _parallel
+
+
+@pytest.fixture
+def native(monkeypatch):
+    if not (_jit.enabled() and _native.available(np.float32)):
+        pytest.skip("numba's OpenMP/TBB layer or NumPy's CBLAS gemm is not usable here")
+    monkeypatch.delenv(_native.ENV, raising=False)
+    old = _parallel.threads()
+    _parallel.configure(2)
+    yield
+    _parallel.configure(old)
+
+
+def test_numpys_gemm_is_found_for_float32_and_float64_only():
+    if not _blas.address(np.float32):
+        pytest.skip("NumPy's BLAS has no 64-bit CBLAS gemm here")
+    assert _blas.address(np.float64)
+    assert _blas.address(np.float32) != _blas.address(np.float64)
+    assert _blas.address(np.float16) == 0 and _blas.address(np.int32) == 0
+
+
+def test_a_region_splits_only_during_a_run(native):
+    with _native.region(2) as parts:
+        assert parts == 1  # BLAS may have its own threads outside a run
+    _parallel.run_started()
+    try:
+        with _native.region(2) as parts:
+            assert parts == 2
+        with _native.region(8) as parts:
+            assert parts == 2  # never more than the pool
+    finally:
+        _parallel.run_ended()
+
+
+def test_a_concurrent_caller_runs_serially(native):
+    """While one thread holds the native threads, another gets 1 (no second OpenMP team)."""
+    _parallel.run_started()
+    seen = []
+    try:
+        with _native.region(2) as parts:
+            assert parts == 2
+            t = threading.Thread(target=lambda: seen.append(_native.region(2).__enter__()))
+            t.start()
+            t.join()
+    finally:
+        _parallel.run_ended()
+    assert seen == [1]
+
+
+def test_env_and_blas_threads_turn_the_native_form_off(native, monkeypatch):
+    from tessera_cpu._factory import CPUProviderFactory
+
+    factory = CPUProviderFactory()
+    assert factory.create({"intra_op_num_threads": 2}).efficient_intra_op
+    assert not factory.create({"intra_op_num_threads": 1}).efficient_intra_op
+    assert not factory.create({"intra_op_num_threads": 2, "blas_threads": 0}).efficient_intra_op
+    monkeypatch.setenv(_native.ENV, "0")
+    assert not _native.available(np.float32)
+    assert not factory.create({"intra_op_num_threads": 2}).efficient_intra_op
+
+
+def _conv_model() -> tuple[bytes, dict]:
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((16, 8, 3, 3)).astype(np.float32)
+    x = rng.standard_normal((1, 8, 20, 20)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])],
+        "g",
+        [helper.make_tensor_value_info("x", 1, x.shape)],
+        [helper.make_tensor_value_info("y", 1, None)],
+        [numpy_helper.from_array(w, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    return model.SerializeToString(), {"x": x}
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+def test_a_forked_child_falls_back_to_python_threads(native):
+    """GNU OpenMP cannot start a region in a child forked after the parent used it (numba
+    kills such a child); the child turns the native form off and still runs convolutions."""
+    data, feeds = _conv_model()
+    opts = tessera.SessionOptions()
+    opts.intra_op_num_threads = 2
+    sess = tessera.InferenceSession(data, opts, providers=["cpu"])
+    want = sess.run(None, feeds)[0]  # the parent's OpenMP team is now running
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, never return into pytest
+        code = 1
+        try:
+            fresh = tessera.InferenceSession(data, opts, providers=["cpu"])
+            got = fresh.run(None, feeds)[0]
+            ok = not _native.available(np.float32) and np.allclose(got, want, atol=1e-4)
+            ok = ok and not fresh._providers[-1].efficient_intra_op
+            code = 0 if ok else 3
+        except BaseException:  # noqa: BLE001
+            code = 2
+        finally:
+            os.write(write, bytes([code]))
+            sys.stdout.flush()
+            os._exit(code)
+    os.close(write)
+    status = os.read(read, 1)
+    os.close(read)
+    _, exit_status = os.waitpid(pid, 0)
+    assert status == b"\x00", f"child failed with code {status!r} (exit status {exit_status})"
