@@ -1,14 +1,16 @@
 """The pools' compiled loops (kernels/_pool_loops.py) against onnx's ReferenceEvaluator, with the
-loops on and off, and the switch that turns them off."""
+loops on (split over numba's or Python threads) and off, and the switch that turns them off."""
 
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 import pytest
 from onnx import helper, reference
 
 import tessera
-from tessera_cpu import _jit
+from tessera_cpu import _jit, _native, _parallel
 from tessera_cpu.kernels import _pool_loops
 
 pytest.importorskip("numba")
@@ -16,11 +18,12 @@ pytest.importorskip("numba")
 _rng = np.random.default_rng(7)
 
 
-@pytest.fixture(params=["loops", "numpy"])
+@pytest.fixture(params=["native", "loops", "numpy"])
 def mode(request, monkeypatch):
-    """Each test runs with the compiled loops and with the NumPy forms; the loop mode also checks
-    that the loops ran."""
-    calls = []
+    """Each test runs with the compiled loops split over numba's threads (every pool counts as
+    large), with the loops split over Python threads, and with the NumPy forms; the loop modes
+    also check that the loops ran, and the native mode that they ran in parallel parts."""
+    calls, parts = [], []
     if request.param == "numpy":
         monkeypatch.setenv(_jit.ENV, "0")
     else:
@@ -30,8 +33,26 @@ def mode(request, monkeypatch):
             monkeypatch.setattr(
                 _pool_loops, name, lambda *a, _real=real, **k: calls.append(1) or _real(*a, **k)
             )
+    if request.param == "native":
+        if not _native.enabled():
+            pytest.skip("numba's OpenMP/TBB layer is not usable here")
+        monkeypatch.delenv(_native.ENV, raising=False)
+        monkeypatch.setattr(_pool_loops, "_NATIVE_TAPS", 0)
+        real_region = _native.region
+
+        @contextlib.contextmanager
+        def region(n):
+            with real_region(n) as got:
+                parts.append(got)
+                yield got
+
+        monkeypatch.setattr(_native, "region", region)
+    else:
+        monkeypatch.setenv(_native.ENV, "0")
     yield request.param
-    assert bool(calls) == (request.param == "loops")
+    assert bool(calls) == (request.param != "numpy")
+    if request.param == "native" and _parallel.default_threads() > 1:
+        assert max(parts, default=0) > 1, "no pool was split over numba's threads"
 
 
 def _model(op, x, **attrs):

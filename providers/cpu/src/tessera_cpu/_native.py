@@ -88,8 +88,13 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def enabled() -> bool:
+    """Whether kernels built now may split work over numba's threads (checked once)."""
+    return not _env_off() and _check()
+
+
 def available(dtype) -> bool:
-    """Whether a kernel built now for ``dtype`` may take the native path (checked once)."""
+    """Whether a kernel built now for ``dtype`` may take the native path with NumPy's GEMM."""
     if _env_off() or not _blas.address(dtype):
         return False
     return _check()

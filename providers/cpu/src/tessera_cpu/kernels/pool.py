@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from tessera.provider import FLOAT_TYPES, NodeInfo
-from tessera_cpu import _jit
+from tessera_cpu import _jit, _native
 from tessera_cpu.kernels import _pool_loops
 from tessera_cpu.kernels._registry import registry
 from tessera_cpu.kernels.conv import compute_dtype, fill_window, window_attrs
@@ -85,19 +85,21 @@ class _PoolGeometry:
         buf[(Ellipsis, *dst)] = x[(Ellipsis, *src)]
         return buf
 
-    def reduce(self, x: np.ndarray, op, init, loops: bool = False) -> np.ndarray:
+    def reduce(self, x: np.ndarray, op, init, loops: bool = False, native: bool = False):
         """Window reduction with a separable ufunc (maximum, add), one spatial axis at a time.
 
         Each tap only touches the output positions whose source lies inside the input, so no
         padded copy is made; outer axes go first, keeping the inner loops contiguous. With
-        ``loops`` (compiled loops enabled), each axis is one compiled pass over its taps.
+        ``loops`` (compiled loops enabled), each axis is one compiled pass over its taps, split
+        over numba's threads with ``native``.
         """
         y = x
         kind = _LOOP_KINDS.get(op) if loops and x.dtype in _LOOP_DTYPES else None
         if kind == "max" and self.single_loop:
             return _pool_loops.pool2d(
-                np.ascontiguousarray(x), self.ks, self.strides, self.dil, self.pb, self.out, kind
-            )
+                np.ascontiguousarray(x), self.ks, self.strides, self.dil, self.pb, self.out, kind,
+                native=native,
+            )  # fmt: skip
         for a in range(len(self.out)):
             if kind is not None:
                 y = _pool_loops.reduce_axis(
@@ -109,6 +111,7 @@ class _PoolGeometry:
                     self.pb[a],
                     self.out[a],
                     kind,
+                    native,
                 )
             else:
                 y = self._reduce_axis(y, a, op, init)
@@ -247,7 +250,7 @@ class _PoolGeometry:
         )
         return buf[(Ellipsis, *sl)]
 
-    def average(self, x: np.ndarray, include_pad: bool) -> np.ndarray:
+    def average(self, x: np.ndarray, include_pad: bool, native: bool = False) -> np.ndarray:
         """A 2-D average pool of float32/float64 ``x`` as one compiled loop, divisions included."""
         return _pool_loops.pool2d(
             np.ascontiguousarray(x),
@@ -258,6 +261,7 @@ class _PoolGeometry:
             self.out,
             "avg",
             *self._cached(("counts", include_pad, x.dtype), self._counts, include_pad, x.dtype),
+            native=native,
         )
 
     def divisor(self, include_pad: bool, dtype: np.dtype) -> np.ndarray:
@@ -330,6 +334,7 @@ def max_pool(node: NodeInfo):
     storage_order = int(node.attr("storage_order", 0))
     want_indices = node.num_outputs > 1 and node.outputs[1] != ""
     loops = _jit.enabled()
+    native = loops and _native.enabled()
 
     def compute(x):
         g = geo(x.shape)
@@ -337,7 +342,7 @@ def max_pool(node: NodeInfo):
             keep = x.shape[:2] + (1,) * (x.ndim - 2)
             y = np.maximum.reduce(x.reshape(x.shape[0], x.shape[1], -1), axis=2).reshape(keep)
             return (y,) if node.num_outputs == 1 else (y, None)
-        y = g.reduce(x, np.maximum, _pool_loops.lowest(x.dtype), loops)
+        y = g.reduce(x, np.maximum, _pool_loops.lowest(x.dtype), loops, native)
         if not want_indices:
             return (y,) if node.num_outputs == 1 else (y, None)
         # Indices: the first tap (in window order) that holds the maximum.
@@ -361,6 +366,7 @@ def average_pool(node: NodeInfo):
     geo = _geometry_cache(node, attrs, bool(node.attr("ceil_mode", 0)))
     include_pad = bool(node.attr("count_include_pad", 0))
     loops = _jit.enabled()
+    native = loops and _native.enabled()
 
     def compute(x):
         g = geo(x.shape)
@@ -369,8 +375,8 @@ def average_pool(node: NodeInfo):
             return (_global_mean(x, dt),)
         xc = x.astype(dt, copy=False)
         if loops and g.single_loop and dt in _LOOP_DTYPES:
-            return (g.average(xc, include_pad).astype(x.dtype, copy=False),)
-        y = g.reduce(xc, np.add, 0, loops)
+            return (g.average(xc, include_pad, native).astype(x.dtype, copy=False),)
+        y = g.reduce(xc, np.add, 0, loops, native)
         y /= g.divisor(include_pad, dt)
         return (y.astype(x.dtype, copy=False),)
 
@@ -398,11 +404,12 @@ def lp_pool(node: NodeInfo):
     geo = _geometry_cache(node, attrs, bool(node.attr("ceil_mode", 0)))
     p = _lp_p(node)
     loops = _jit.enabled()
+    native = loops and _native.enabled()
 
     def compute(x):
         g = geo(x.shape)
         dt = compute_dtype(x.dtype)
-        y = g.reduce(_pow_abs(x.astype(dt, copy=False), p), np.add, 0, loops)
+        y = g.reduce(_pow_abs(x.astype(dt, copy=False), p), np.add, 0, loops, native)
         return (_root(y, p).astype(x.dtype, copy=False),)
 
     return compute
