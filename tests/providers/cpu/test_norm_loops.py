@@ -180,3 +180,42 @@ def test_batch_norm_loop_is_the_numpy_passes_exactly(dtype, activation, params):
     got = _norm_loops.batch_norm(x, a, b, activation, params)
     assert got.dtype == dtype and got.shape == x.shape
     np.testing.assert_array_equal(got, _numpy_bn(x, a, b, activation, params))
+
+
+@needs_numba
+@pytest.mark.parametrize("activation, params", [("Relu", []), ("LeakyRelu", [0.1])])
+def test_loops_split_over_numbas_threads_give_the_same_bits(activation, params, monkeypatch):
+    """Split in parts on numba's threads (``_native``), each row is computed as on one thread."""
+    from tessera_cpu import _native, _parallel
+
+    if not _native.enabled():
+        pytest.skip("numba's OpenMP/TBB layer is not usable here")
+    monkeypatch.setattr(_norm_loops, "_NATIVE_SPLIT_ELEMENTS", 0)
+    seen = []
+    real_region = _native.region
+
+    def region(n):
+        ctx = real_region(n)
+        seen.append(n)
+        return ctx
+
+    monkeypatch.setattr(_native, "region", region)
+    old = _parallel.threads()
+    _parallel.configure(2)
+    _parallel.run_started()
+    try:
+        rng = np.random.default_rng(3)
+        x = rng.standard_normal((2, 5, 6, 7)).astype(np.float32)
+        a, b = rng.standard_normal(5).astype(np.float32), rng.standard_normal(5).astype(np.float32)
+        got = _norm_loops.batch_norm(x, a, b, activation, params, native=True)
+        np.testing.assert_array_equal(got, _numpy_bn(x, a, b, activation, params))
+        x2 = rng.standard_normal((33, 40)).astype(np.float32)
+        s, bias = rng.standard_normal(40).astype(np.float32), np.zeros(40, np.float32)
+        split = _norm_loops.layer_norm(x2, s, bias, 1e-5, native=True)
+        whole = _norm_loops.layer_norm(x2, s, bias, 1e-5)
+        for g, w in zip(split, whole):
+            np.testing.assert_array_equal(g, w)
+    finally:
+        _parallel.run_ended()
+        _parallel.configure(old)
+    assert seen == [2, 2]

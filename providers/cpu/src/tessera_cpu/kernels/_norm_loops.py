@@ -17,7 +17,9 @@ import math
 
 import numpy as np
 
-from tessera_cpu import _jit, _parallel
+from tessera_cpu import _jit, _native, _parallel
+
+prange = _jit.prange
 
 # Tensors below these sizes (elements) run on the calling thread. Both loops are bound by memory
 # bandwidth once the tensor leaves L2, and on the 2-core benchmark machine a second thread gained
@@ -26,6 +28,8 @@ from tessera_cpu import _jit, _parallel
 # 4096x1024: between 1.1x slower and 1.6x faster from run to run; 6144x1024: 1.7x faster).
 _BN_SPLIT_ELEMENTS = 1 << 20
 _LN_SPLIT_ELEMENTS = 1 << 22
+# The same on numba's threads (``_native``), whose split costs about 2.5 us instead of 30-75.
+_NATIVE_SPLIT_ELEMENTS = 1 << 15
 
 
 @_jit.loop
@@ -65,12 +69,53 @@ def _bn_leaky_rows(x, a, b, alpha, y, start, stop):  # pragma: no cover - compil
             yr[j] = v if v >= 0 else v * alpha
 
 
+@_jit.loop(parallel=True)
+def _bn_clip_parts(x, a, b, lo, hi, y, parts):  # pragma: no cover - compiled
+    for part in prange(parts):
+        rows = x.shape[0]
+        _bn_clip_rows(x, a, b, lo, hi, y, rows * part // parts, rows * (part + 1) // parts)
+
+
+@_jit.loop(parallel=True)
+def _bn_leaky_parts(x, a, b, alpha, y, parts):  # pragma: no cover - compiled
+    for part in prange(parts):
+        rows = x.shape[0]
+        _bn_leaky_rows(x, a, b, alpha, y, rows * part // parts, rows * (part + 1) // parts)
+
+
+@_jit.loop(parallel=True)
+def _layer_norm_parts(x, scale, bias, consts, y, mean, inv, parts):  # pragma: no cover
+    for part in prange(parts):
+        rows = x.shape[0]
+        _layer_norm_rows(x, scale, bias, consts, y, mean, inv, rows * part // parts,
+                         rows * (part + 1) // parts)  # fmt: skip
+
+
+def _run(rows: int, size: int, split_at: int, native: bool, serial, parallel) -> None:
+    """``serial(start, stop)`` over the rows, or ``parallel(parts)`` on numba's threads
+    (``native``), or in chunks on the provider's Python threads from ``split_at`` elements."""
+    if native and size >= _NATIVE_SPLIT_ELEMENTS:
+        with _native.region(_parallel.threads()) as parts:
+            if parts > 1 and rows >= parts:
+                parallel(parts)
+            else:
+                serial(0, rows)
+            return
+    _parallel.run_chunks(rows, serial, parallel=size >= split_at)
+
+
 def batch_norm(
-    x: np.ndarray, a: np.ndarray, b: np.ndarray, activation: str, params: list[float]
+    x: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    activation: str,
+    params: list[float],
+    native: bool = False,
 ) -> np.ndarray:
     """``activation(x * a[c] + b[c])`` over channel axis 1 of a C-contiguous float32/float64
     ``x`` of rank >= 2 (``a``, ``b`` of shape (C,) and x's dtype); activation "", "Relu",
-    "LeakyRelu" (params [alpha]) or "Clip" (params [min, max])."""
+    "LeakyRelu" (params [alpha]) or "Clip" (params [min, max]). ``native``: split over numba's
+    threads (``_native.enabled()`` when the kernel was built)."""
     n, channels = x.shape[0], x.shape[1]
     rows = n * channels
     x2 = x.reshape(rows, math.prod(x.shape[2:]))
@@ -83,6 +128,9 @@ def batch_norm(
         def chunk(s: int, e: int) -> None:
             _bn_leaky_rows(x2, a, b, alpha, y2, s, e)
 
+        def parts(n: int) -> None:
+            _bn_leaky_parts(x2, a, b, alpha, y2, n)
+
     else:
         if activation == "Relu":
             lo, hi = dt(0), dt(np.inf)
@@ -94,7 +142,10 @@ def batch_norm(
         def chunk(s: int, e: int) -> None:
             _bn_clip_rows(x2, a, b, lo, hi, y2, s, e)
 
-    _parallel.run_chunks(rows, chunk, parallel=x.size >= _BN_SPLIT_ELEMENTS)
+        def parts(n: int) -> None:
+            _bn_clip_parts(x2, a, b, lo, hi, y2, n)
+
+    _run(rows, x.size, _BN_SPLIT_ELEMENTS, native, chunk, parts)
     return y
 
 
@@ -130,10 +181,11 @@ def _layer_norm_rows(x, scale, bias, consts, y, mean, inv, start, stop):  # prag
 
 
 def layer_norm(
-    x2: np.ndarray, scale: np.ndarray, bias: np.ndarray, eps: float
+    x2: np.ndarray, scale: np.ndarray, bias: np.ndarray, eps: float, native: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Layer normalization of the rows of a C-contiguous 2-D float32/float64 ``x2`` with
-    ``scale`` and ``bias`` of shape (D,) in its dtype: (y, per-row mean, per-row 1/std)."""
+    ``scale`` and ``bias`` of shape (D,) in its dtype: (y, per-row mean, per-row 1/std).
+    ``native`` as in :func:`batch_norm`."""
     rows = x2.shape[0]
     y = np.empty_like(x2)
     mean = np.empty(rows, x2.dtype)
@@ -143,5 +195,8 @@ def layer_norm(
     def chunk(s: int, t: int) -> None:
         _layer_norm_rows(x2, scale, bias, consts, y, mean, inv, s, t)
 
-    _parallel.run_chunks(rows, chunk, parallel=x2.size >= _LN_SPLIT_ELEMENTS)
+    def parts(n: int) -> None:
+        _layer_norm_parts(x2, scale, bias, consts, y, mean, inv, n)
+
+    _run(rows, x2.size, _LN_SPLIT_ELEMENTS, native, chunk, parts)
     return y, mean, inv

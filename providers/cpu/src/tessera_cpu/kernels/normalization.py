@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from tessera.provider import FLOAT_TYPES, NodeInfo
-from tessera_cpu import _jit
+from tessera_cpu import _jit, _native
 from tessera_cpu.kernels import _norm_loops
 from tessera_cpu.kernels._registry import registry
 from tessera_cpu.kernels.conv import ACTIVATIONS, FUSED_DOMAIN
@@ -72,6 +72,7 @@ def _bn_inference(node: NodeInfo, eps: float, activation: str = "", params=()):
     >= 3 run as one compiled pass (activation included) when loops are enabled."""
     act = ACTIVATIONS[activation][1](*params)
     use_loop = _jit.enabled()
+    native = use_loop and _native.enabled()
     folded: dict = {}
     if all(i in node.constant_inputs for i in range(1, 5)):
         consts = [node.constant_inputs[i] for i in range(1, 5)]
@@ -88,7 +89,7 @@ def _bn_inference(node: NodeInfo, eps: float, activation: str = "", params=()):
             and a.shape[0] == x.shape[1]
             and x.flags.c_contiguous
         ):
-            return _norm_loops.batch_norm(x, a, b, activation, list(params))
+            return _norm_loops.batch_norm(x, a, b, activation, list(params), native)
         y = np.multiply(_as(x, cdt), _channel_view(a, x.ndim))
         np.add(y, _channel_view(b, x.ndim), out=y)
         if act is not None:
@@ -248,6 +249,7 @@ def layer_normalization(node: NodeInfo):
     stat_dtype = stat_dtype or _F32
     want_stats = any(node.outputs[1:3]) if len(node.outputs) > 1 else False
     use_loop = _jit.enabled()
+    native = use_loop and _native.enabled()
     # The loop's (D,) scale and bias, by (dtype, normalized shape), for initializer parameters.
     flat_params: dict = {}
 
@@ -282,7 +284,7 @@ def layer_normalization(node: NodeInfo):
         x2 = x.reshape(math.prod(lead), math.prod(norm_shape))
         s = flat(scale, norm_shape, x.dtype, 1)
         b = flat(bias, norm_shape, x.dtype, 2)
-        y, mean, inv = _norm_loops.layer_norm(x2, s, b, eps)
+        y, mean, inv = _norm_loops.layer_norm(x2, s, b, eps, native)
         return outputs(y.reshape(x.shape), mean, inv, lead, x.ndim - axis)
 
     def compute(x, scale, bias=None):
