@@ -35,15 +35,21 @@ def test_blas_runs_single_threaded_during_a_run_and_is_restored_after(monkeypatc
             i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"
         ]
 
+    from tessera_cpu.kernels import _gemm_loops
+
     before = blas_threads()
     seen = []
-    original = _parallel.matmul
 
-    def spy(a, b):
-        seen.append(blas_threads())
-        return original(a, b)
+    def spy(original):
+        def product(a, b, *rest):
+            seen.append(blas_threads())
+            return original(a, b, *rest)
 
-    monkeypatch.setattr(_parallel, "matmul", spy)
+        return product
+
+    # The Python-threaded products, and those on numba's threads (NumPy's BLAS too).
+    monkeypatch.setattr(_parallel, "matmul", spy(_parallel.matmul))
+    monkeypatch.setattr(_gemm_loops, "matmul", spy(_gemm_loops.matmul))
     sess = tessera.InferenceSession(_model())
     sess.run(None, {"x": np.eye(4, dtype=np.float32)})
     assert seen and all(n == 1 for threads in seen for n in threads)

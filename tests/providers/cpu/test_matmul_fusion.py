@@ -1,6 +1,11 @@
-"""FusedMatMul: MatMul -> bias Add -> residual Add -> activation chains on the CPU provider."""
+"""FusedMatMul: MatMul -> bias Add -> residual Add -> activation chains on the CPU provider.
+
+Every test runs with the products on numba's threads (``_native``; every product counts as
+large enough to split) and on the provider's Python threads."""
 
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 import onnx
@@ -8,8 +13,22 @@ import pytest
 from onnx import helper, numpy_helper
 
 import tessera
+from tessera_cpu import _native
+from tessera_cpu.kernels import _gemm_loops
 
 ort = pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(autouse=True, params=["native", "python-threads"])
+def form(request, monkeypatch):
+    if request.param == "native":
+        if not _native.enabled():
+            pytest.skip("numba's OpenMP/TBB layer or NumPy's CBLAS gemm is not usable here")
+        monkeypatch.delenv(_native.ENV, raising=False)
+        monkeypatch.setattr(_gemm_loops, "_NATIVE_SPLIT_MACS", 0)
+    else:
+        monkeypatch.setenv(_native.ENV, "0")
+    return request.param
 
 
 def _model(tail, a_shape=(2, 64, 96), n=80, dtype=np.float32, opset=20, seed=0):
@@ -158,3 +177,30 @@ def test_blocks_split_by_rows_or_columns_apply_the_epilogue_to_their_own_part(a_
     monkeypatch.setattr(_parallel, "_MIN_FLOPS", 0)  # split even these small products
     model, feeds = _model(("bias", "residual", ("Gelu", {"approximate": "tanh"})), a_shape)
     _check_two_threads_match_unfused(model, feeds)
+
+
+@pytest.mark.parametrize("form", ["native"], indirect=True)  # it compares with the other
+@pytest.mark.parametrize("a_shape", [(1, 128, 768), (3, 5, 96)])
+def test_native_bands_give_the_python_threaded_bits(a_shape, form, monkeypatch):
+    """Split into column bands on numba's threads, bias and residual added per band, then the
+    activation: the same bits as the Python-threaded blocks, and it really split."""
+    n = 3072 if a_shape[-1] == 768 else 80
+    model, feeds = _model(("bias", "residual", ("Gelu", {"approximate": "tanh"})), a_shape, n)
+    parts = []
+    real_region = _native.region
+
+    @contextlib.contextmanager
+    def region(k):
+        with real_region(k) as got:
+            parts.append(got)
+            yield got
+
+    monkeypatch.setattr(_native, "region", region)
+    opts = tessera.SessionOptions()
+    opts.intra_op_num_threads = 2
+    native = tessera.InferenceSession(model.SerializeToString(), opts, providers=["cpu"])
+    got = native.run(None, feeds)[0]
+    assert parts and max(parts) == 2
+    monkeypatch.setenv(_native.ENV, "0")
+    python = tessera.InferenceSession(model.SerializeToString(), opts, providers=["cpu"])
+    np.testing.assert_array_equal(got, python.run(None, feeds)[0])

@@ -19,7 +19,11 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from tessera_cpu import _jit
+from tessera_cpu import _jit, _parallel
+
+# In place on the provider's threads from this many elements (BERT's feed-forward Gelu,
+# 128 x 3072: 0.7 ms on one thread).
+_SPLIT_ELEMENTS = 1 << 17
 
 
 @intrinsic
@@ -118,6 +122,11 @@ class GeluLoops:
         if src is None:
             return False
         if out is None or out is x:
+            flat, rows, cols, _ = src
+            if rows == 1 and x.size >= _SPLIT_ELEMENTS:
+                # A contiguous tensor: chunks of its run on the provider's threads.
+                _parallel.run_chunks(cols, lambda a, b: self._in_place(flat[a:], 1, b - a, 0))
+                return True
             self._in_place(*src)
             return True
         dst = _jit.runs(out)

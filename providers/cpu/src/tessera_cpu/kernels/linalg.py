@@ -6,8 +6,8 @@ import ml_dtypes
 import numpy as np
 
 from tessera.provider import FLOAT_TYPES, INT_TYPES, Compute, NodeInfo
-from tessera_cpu import _parallel
-from tessera_cpu.kernels import _fused_activation
+from tessera_cpu import _jit, _native, _parallel
+from tessera_cpu.kernels import _fused_activation, _gemm_loops
 from tessera_cpu.kernels._registry import registry
 
 _FLOATS = FLOAT_TYPES
@@ -37,6 +37,7 @@ def matmul(node: NodeInfo) -> Compute:
         if np.ndim(const_b) == 0:
             raise _fail(node, "B must have rank >= 1")
         const_b = _work(np.ascontiguousarray(const_b))
+    native = _jit.enabled() and _native.enabled()  # read once, when the kernel is built
 
     def compute(a, b):
         if a.ndim == 0 or b.ndim == 0:
@@ -45,7 +46,9 @@ def matmul(node: NodeInfo) -> Compute:
             )
         dt = a.dtype
         bw = const_b if const_b is not None else _work(b)
-        y = np.asarray(_parallel.matmul(_work(a), bw))
+        y = _gemm_loops.matmul(a, bw) if native else None
+        if y is None:
+            y = np.asarray(_parallel.matmul(_work(a), bw))
         return (y if y.dtype == dt else y.astype(dt),)
 
     return compute
@@ -73,6 +76,7 @@ def fused_matmul(node: NodeInfo) -> Compute:
     const_b = node.constant_inputs.get(1)
     if const_b is not None:
         const_b = np.ascontiguousarray(const_b)
+    native = _jit.enabled() and _native.enabled()  # read once, when the kernel is built
 
     def compute(a, b, bias=None, z=None):
         bw = const_b if const_b is not None else b
@@ -84,6 +88,13 @@ def fused_matmul(node: NodeInfo) -> Compute:
             raise _fail(node, f"bias of shape {bias.shape} is not ({bw.shape[-1]},)")
         shape = (*np.broadcast_shapes(a.shape[:-2], bw.shape[:-2]), a.shape[-2], bw.shape[-1])
         blockwise = z is None or z.shape == shape
+        if native and blockwise:
+            # On numba's threads: product, bias and Z per column band; then the activation.
+            y = _gemm_loops.matmul(a, bw, bias, z)
+            if y is not None:
+                if activation is not None:
+                    activation(y)
+                return (y,)
 
         def epilogue(block: np.ndarray, index: tuple) -> None:
             if bias is not None:

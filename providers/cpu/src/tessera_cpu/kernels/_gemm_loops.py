@@ -1,0 +1,107 @@
+"""Matrix products on numba's threads (``tessera_cpu._native``): MatMul and FusedMatMul.
+
+``A (M x K) @ B (K x N)`` with B split into column bands, one per thread: each thread calls
+NumPy's own CBLAS ``gemm`` (``tessera_cpu._blas``) for its band and then adds FusedMatMul's bias
+(per column) and residual to it while it is in cache. The same GEMM calls on the same bands as
+a Python-threaded split, without the 30-75 us of waking a Python worker per product (a
+transformer layer has six). Bands are multiples of 16 columns (64 bytes of float32).
+
+The activation of a FusedMatMul is a Python kernel (``_fused_activation``); the caller applies
+it to the whole result afterwards.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tessera_cpu import _blas, _jit, _native, _parallel
+
+prange = _jit.prange
+gemm = _jit.deferred(_blas.gemm_intrinsic)
+
+# Products below this many multiply-adds (about 12 us on one thread) run on the calling thread.
+_NATIVE_SPLIT_MACS = 2_000_000
+_ALIGN = 16  # columns per band are a multiple of this
+
+
+@_jit.loop
+def _band(fn, a, b, y, bias, z, m, k, n, n0, n1):  # pragma: no cover - compiled
+    """Columns n0..n1 of ``y = a @ b + bias + z`` (flat row-major arrays; empty bias/z absent)."""
+    width = n1 - n0
+    if width <= 0:
+        return
+    gemm(fn, m, width, k, a, 0, k, b, n0, n, y, n0, n)
+    has_bias = bias.size > 0
+    has_z = z.size > 0
+    if not (has_bias or has_z):
+        return
+    for i in range(m):
+        row = i * n
+        if has_bias and has_z:
+            for j in range(n0, n1):
+                y[row + j] = y[row + j] + bias[j] + z[row + j]
+        elif has_bias:
+            for j in range(n0, n1):
+                y[row + j] = y[row + j] + bias[j]
+        else:
+            for j in range(n0, n1):
+                y[row + j] = y[row + j] + z[row + j]
+
+
+@_jit.loop(parallel=True)
+def _bands(fn, a, b, y, bias, z, m, k, n, parts, align):  # pragma: no cover - compiled
+    chunks = (n + align - 1) // align
+    for t in prange(parts):
+        n0 = min(n, chunks * t // parts * align)
+        n1 = min(n, chunks * (t + 1) // parts * align)
+        _band(fn, a, b, y, bias, z, m, k, n, n0, n1)
+
+
+def matmul(a: np.ndarray, b: np.ndarray, bias=None, z=None) -> np.ndarray | None:
+    """``a @ b (+ bias) (+ z)`` for a C-contiguous float32/float64 ``a`` of rank >= 2 (its
+    leading axes taken as rows) and a C-contiguous 2-D ``b`` of its dtype, ``bias`` of shape
+    (N,) and ``z`` of the result's shape; None where this form does not apply (the caller then
+    takes the Python-threaded one). The caller checked ``_native.enabled()`` when it was built.
+
+    Added in the order the unfused nodes add (product, then bias, then z), so the results are
+    the unfused graph's bit for bit."""
+    dt = a.dtype
+    if (
+        a.ndim < 2
+        or b.ndim != 2
+        or b.dtype != dt
+        or a.shape[-1] != b.shape[0]
+        or not a.flags.c_contiguous
+        or not b.flags.c_contiguous
+        or not _native.available(dt)
+    ):
+        return None
+    k, n = b.shape
+    m = a.size // k if k else 0
+    shape = (*a.shape[:-1], n)
+    if bias is not None and (bias.dtype != dt or bias.shape != (n,)):
+        return None
+    if z is not None and (z.dtype != dt or z.shape != shape or not z.flags.c_contiguous):
+        return None
+    if m == 0 or k == 0 or n == 0:
+        return None
+    y = np.empty(shape, dt)
+    empty = np.empty(0, dt)
+    args = (
+        _native.gemm_address(dt),
+        a.reshape(-1),
+        b.reshape(-1),
+        y.reshape(-1),
+        empty if bias is None else bias,
+        empty if z is None else z.reshape(-1),
+        m,
+        k,
+        n,
+    )
+    parts = _parallel.threads() if m * n * k >= _NATIVE_SPLIT_MACS else 1
+    with _native.region(parts) as got:
+        if got > 1 and n >= got * _ALIGN:
+            _bands(*args, got, _ALIGN)
+        else:
+            _band(*args, 0, n)
+    return y
