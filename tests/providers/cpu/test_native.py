@@ -120,3 +120,45 @@ def test_a_forked_child_falls_back_to_python_threads(native):
     os.close(read)
     _, exit_status = os.waitpid(pid, 0)
     assert status == b"\x00", f"child failed with code {status!r} (exit status {exit_status})"
+
+
+@pytest.mark.parametrize(
+    "a_shape, a_perm, b_shape, b_perm",
+    [
+        ((1, 16, 4, 8), (0, 2, 1, 3), (1, 16, 4, 8), (0, 2, 3, 1)),  # attention's Q @ K^T
+        ((1, 4, 16, 16), None, (1, 16, 4, 8), (0, 2, 1, 3)),  # P @ V
+        ((3, 1, 5, 7), None, (4, 7, 6), None),  # stacks that broadcast
+        ((2, 5, 7), None, (7, 6), None),  # a 2-D right operand, broadcast
+        ((6, 9, 1), None, (6, 1, 4), None),  # k = 1
+    ],
+)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_stacked_products_are_numpys_bits(a_shape, a_perm, b_shape, b_perm, threads, native):
+    """Stacks of products on numba's threads, operands as transposed views (BLAS's transpose
+    flag, no copy): the same bits as np.matmul."""
+    from tessera_cpu.kernels import _gemm_loops
+
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal(a_shape).astype(np.float32)
+    b = rng.standard_normal(b_shape).astype(np.float32)
+    a = a.transpose(a_perm) if a_perm else a
+    b = b.transpose(b_perm) if b_perm else b
+    _parallel.configure(threads)
+    _parallel.run_started()
+    try:
+        got = _gemm_loops.batched(a, b)
+    finally:
+        _parallel.run_ended()
+    assert got is not None
+    want = np.matmul(a, b)
+    assert got.shape == want.shape and got.tobytes() == want.tobytes()
+
+
+def test_stacked_products_decline_layouts_blas_cannot_read(native):
+    from tessera_cpu.kernels import _gemm_loops
+
+    a = np.ones((2, 4, 6), np.float32)[:, :, ::2]  # no axis of unit stride
+    assert _gemm_loops.batched(a, np.ones((2, 3, 5), np.float32)) is None
+    assert (
+        _gemm_loops.batched(np.ones((2, 4, 3), np.float16), np.ones((2, 3, 5), np.float16)) is None
+    )

@@ -63,27 +63,32 @@ def address(dtype) -> int:
     return 0
 
 
+NO_TRANS, TRANS = 111, 112  # CBLAS_TRANSPOSE
+
+
 def gemm_intrinsic():
-    """``gemm(fn, m, n, k, a, ao, lda, b, bo, ldb, c, co, ldc)`` for compiled loops:
-    ``C[co:] (m x n, row stride ldc) = A[ao:] (m x k) @ B[bo:] (k x n)``, row-major, on flat
-    arrays of one dtype, through the CBLAS function at address ``fn`` (see :func:`address`)."""
+    """``gemm(fn, ta, tb, m, n, k, a, ao, lda, b, bo, ldb, c, co, ldc)`` for compiled loops:
+    ``C[co:] (m x n, row stride ldc) = op(A[ao:]) (m x k) @ op(B[bo:]) (k x n)``, row-major,
+    with ``op`` the transpose where ``ta``/``tb`` is TRANS (else NO_TRANS), on arrays of one
+    dtype (offsets in elements from their first element), through the CBLAS function at
+    address ``fn`` (see :func:`address`)."""
     from llvmlite import ir
     from numba import types
     from numba.extending import intrinsic
 
     @intrinsic
-    def gemm(typingctx, fn, m, n, k, a, ao, lda, b, bo, ldb, c, co, ldc):
+    def gemm(typingctx, fn, ta, tb, m, n, k, a, ao, lda, b, bo, ldb, c, co, ldc):
         arrays = (a, b, c)
         if not all(isinstance(t, types.Array) for t in arrays):
             return None
         if not a.dtype == b.dtype == c.dtype or a.dtype not in (types.float32, types.float64):
             return None
-        sig = types.void(fn, m, n, k, a, ao, lda, b, bo, ldb, c, co, ldc)
+        sig = types.void(fn, ta, tb, m, n, k, a, ao, lda, b, bo, ldb, c, co, ldc)
 
         def codegen(context, builder, signature, args):
             tys = signature.args
             i32, i64 = ir.IntType(32), ir.IntType(64)
-            real = context.get_value_type(tys[4].dtype)
+            real = context.get_value_type(tys[6].dtype)
             ptr = real.as_pointer()
 
             def int64(i):
@@ -98,13 +103,14 @@ def gemm_intrinsic():
                 [i32, i32, i32, i64, i64, i64, real, ptr, i64, ptr, i64, real, ptr, i64],
             )
             target = builder.inttoptr(int64(0), fnty.as_pointer())
-            row_major, no_trans = ir.Constant(i32, 101), ir.Constant(i32, 111)
+            row_major = ir.Constant(i32, 101)
             one, zero = ir.Constant(real, 1.0), ir.Constant(real, 0.0)
+            trans_a, trans_b = builder.trunc(int64(1), i32), builder.trunc(int64(2), i32)
             builder.call(
                 target,
                 [
-                    row_major, no_trans, no_trans, int64(1), int64(2), int64(3), one,
-                    data(4, 5), int64(6), data(7, 8), int64(9), zero, data(10, 11), int64(12),
+                    row_major, trans_a, trans_b, int64(3), int64(4), int64(5), one,
+                    data(6, 7), int64(8), data(9, 10), int64(11), zero, data(12, 13), int64(14),
                 ],
             )  # fmt: skip
             return context.get_dummy_value()

@@ -212,7 +212,7 @@ def geometry(cg, h, w, ks, strides, dil, pb, ow, m, mg, p, g) -> np.ndarray:
 @_jit.loop
 def _gemm_epilogue(fn, w, wo, kc, b, bo, ldb, y, yo, rows, cols, ldy, bias, b0, z, kind, p0, p1):
     """``y[yo:]`` (rows x cols, row stride ldy) = act(w[wo:] @ b[bo:] + bias + z)."""
-    gemm(fn, rows, cols, kc, w, wo, kc, b, bo, ldb, y, yo, ldy)
+    gemm(fn, _blas.NO_TRANS, _blas.NO_TRANS, rows, cols, kc, w, wo, kc, b, bo, ldb, y, yo, ldy)
     if bias.size > 0 or z.size > 0 or kind != NO_ACTIVATION:
         epilogue(y[yo:], rows, cols, ldy, bias, b0, z[yo:], ldy, kind, p0, p1)
 

@@ -1,5 +1,8 @@
 """Matrix products on numba's threads (``tessera_cpu._native``): MatMul and FusedMatMul.
 
+Stacks of products with the same leading shape (attention's per-head products) split the stack
+over the threads (:func:`batched`); a product with a 2-D right operand splits its columns:
+
 ``A (M x K) @ B (K x N)`` with B split into column bands, one per thread: each thread calls
 NumPy's own CBLAS ``gemm`` (``tessera_cpu._blas``) for its band and then adds FusedMatMul's bias
 (per column) and residual to it while it is in cache. The same GEMM calls on the same bands as
@@ -30,7 +33,7 @@ def _band(fn, a, b, y, bias, z, m, k, n, n0, n1):  # pragma: no cover - compiled
     width = n1 - n0
     if width <= 0:
         return
-    gemm(fn, m, width, k, a, 0, k, b, n0, n, y, n0, n)
+    gemm(fn, _blas.NO_TRANS, _blas.NO_TRANS, m, width, k, a, 0, k, b, n0, n, y, n0, n)
     has_bias = bias.size > 0
     has_z = z.size > 0
     if not (has_bias or has_z):
@@ -55,6 +58,80 @@ def _bands(fn, a, b, y, bias, z, m, k, n, parts, align):  # pragma: no cover - c
         n0 = min(n, chunks * t // parts * align)
         n1 = min(n, chunks * (t + 1) // parts * align)
         _band(fn, a, b, y, bias, z, m, k, n, n0, n1)
+
+
+@_jit.loop
+def _stack(fn, a, ao, ta, lda, b, bo, tb, ldb, y, m, k, n, i0, i1):  # pragma: no cover
+    """Products i0..i1 of a stack: matrix i of ``a`` starts ``ao[i]`` elements after a's first
+    (row stride ``lda``, transposed when ``ta`` is TRANS), the same for ``b``; ``y`` is flat."""
+    for i in range(i0, i1):
+        gemm(fn, ta, tb, m, n, k, a, ao[i], lda, b, bo[i], ldb, y, i * m * n, n)
+
+
+@_jit.loop(parallel=True)
+def _stacks(fn, a, ao, ta, lda, b, bo, tb, ldb, y, m, k, n, parts):  # pragma: no cover
+    count = ao.shape[0]
+    for t in prange(parts):
+        _stack(fn, a, ao, ta, lda, b, bo, tb, ldb, y, m, k, n, count * t // parts,
+               count * (t + 1) // parts)  # fmt: skip
+
+
+def _operand(x: np.ndarray, batch: tuple) -> tuple[np.ndarray, int, int] | None:
+    """(element offset of each matrix of ``x`` broadcast to the stack shape ``batch``, the
+    CBLAS transpose flag, the leading dimension), or None when its matrices are not laid out
+    for BLAS (neither axis of unit stride, or negative strides)."""
+    item = x.itemsize
+    rs, cs = x.strides[-2:]
+    if any(st < 0 or st % item for st in x.strides):
+        return None
+    if cs == item or x.shape[-1] == 1:
+        trans, ld = _blas.NO_TRANS, max(rs // item, x.shape[-1], 1)
+    elif rs == item or x.shape[-2] == 1:
+        trans, ld = _blas.TRANS, max(cs // item, x.shape[-2], 1)
+    else:
+        return None
+    offsets = np.zeros(batch, np.int64)
+    pad = len(batch) - (x.ndim - 2)
+    for axis, size in enumerate(batch):
+        src = axis - pad
+        if src < 0 or x.shape[src] == 1:
+            continue  # broadcast along this axis
+        step = np.arange(size, dtype=np.int64) * (x.strides[src] // item)
+        offsets += step.reshape((size,) + (1,) * (len(batch) - axis - 1))
+    return offsets.reshape(-1), trans, ld
+
+
+def batched(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
+    """``a @ b`` for float32/float64 stacks of matrices whose stack shapes broadcast
+    (attention's (1, heads, S, d) products, whose operands are transposed views), the stack
+    split over numba's threads; None where this form does not apply. Each matrix is laid out
+    for BLAS in place (a transposed one with the transpose flag), as np.matmul does."""
+    dt = a.dtype
+    if a.ndim < 3 or b.ndim < 2 or b.dtype != dt or a.shape[-1] != b.shape[-2]:
+        return None
+    if not _native.available(dt):
+        return None
+    try:
+        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except ValueError:
+        return None
+    m, k = a.shape[-2:]
+    n = b.shape[-1]
+    count = int(np.prod(batch, dtype=np.int64))
+    if count == 0 or m == 0 or k == 0 or n == 0:
+        return None
+    a_op, b_op = _operand(a, batch), _operand(b, batch)
+    if a_op is None or b_op is None:
+        return None
+    y = np.empty((*batch, m, n), dt)
+    args = (_native.gemm_address(dt), a, *a_op, b, *b_op, y.reshape(-1), m, k, n)
+    parts = _parallel.threads() if count * m * n * k >= _NATIVE_SPLIT_MACS else 1
+    with _native.region(min(parts, count)) as got:
+        if got > 1:
+            _stacks(*args, got)
+        else:
+            _stack(*args, 0, count)
+    return y
 
 
 def matmul(a: np.ndarray, b: np.ndarray, bias=None, z=None) -> np.ndarray | None:

@@ -46,7 +46,9 @@ def matmul(node: NodeInfo) -> Compute:
             )
         dt = a.dtype
         bw = const_b if const_b is not None else _work(b)
-        y = _gemm_loops.matmul(a, bw) if native else None
+        y = None
+        if native:
+            y = _gemm_loops.matmul(a, bw) if bw.ndim == 2 else _gemm_loops.batched(a, bw)
         if y is None:
             y = np.asarray(_parallel.matmul(_work(a), bw))
         return (y if y.dtype == dt else y.astype(dt),)
