@@ -162,3 +162,54 @@ def test_stacked_products_decline_layouts_blas_cannot_read(native):
     assert (
         _gemm_loops.batched(np.ones((2, 4, 3), np.float16), np.ones((2, 3, 5), np.float16)) is None
     )
+
+
+@pytest.mark.parametrize("n", [1, 5, 16, 17, 128, 1000])
+def test_softmax_loop_matches_float64_and_keeps_nan_rows(n, native):
+    """The last-axis Softmax loop (own row maximum, vectorizable exp) on numba's threads:
+    within a few ulp of float64, and a NaN or +inf in a row makes that row NaN (NumPy's passes
+    do the same)."""
+    from tessera_cpu.kernels import _math_loops
+
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((40, n)) * 4).astype(np.float32)
+    x[1, 0] = np.nan
+    x[2, n // 2] = np.inf
+    x[3] = -np.inf
+    if n > 1:
+        x[4, 0] = -np.inf  # one -inf among finite values: that output is 0
+    _parallel.run_started()
+    try:
+        got = _math_loops.softmax_rows(x, True)
+    finally:
+        _parallel.run_ended()
+    x64 = x.astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        e = np.exp(x64 - x64.max(axis=1, keepdims=True))
+        want = e / e.sum(axis=1, keepdims=True)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    ok = ~np.isnan(want)
+    np.testing.assert_allclose(got[ok], want[ok], rtol=1e-5, atol=1e-30)
+    assert np.isnan(got[[1, 2, 3]]).all() and not np.isnan(got[4]).any()
+
+
+def test_attention_softmax_takes_the_loop(native, monkeypatch):
+    from onnx import TensorProto
+
+    from tessera_cpu.kernels import _math_loops
+
+    calls = []
+    real = _math_loops.softmax_rows
+    monkeypatch.setattr(_math_loops, "softmax_rows", lambda *a: calls.append(1) or real(*a))
+    x = np.random.default_rng(6).standard_normal((1, 4, 64, 64)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Softmax", ["x"], ["y"], axis=-1)],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    got = tessera.InferenceSession(model.SerializeToString(), providers=["cpu"]).run(None, {"x": x})
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    np.testing.assert_allclose(got[0], e / e.sum(axis=-1, keepdims=True), rtol=1e-5, atol=1e-7)
+    assert calls

@@ -1,4 +1,4 @@
-"""Compiled float32 elementwise loops that need exp: Gelu (exact and tanh forms).
+"""Compiled float32 loops that need exp: Gelu (exact and tanh forms) and last-axis Softmax.
 
 The loops read ``rows`` runs of ``cols`` elements, ``stride`` apart, of a flat array: a
 contiguous tensor is one run, and a column band of a larger product (as FusedMatMul's epilogue
@@ -20,6 +20,8 @@ from numba import types
 from numba.extending import intrinsic
 
 from tessera_cpu import _jit, _parallel
+
+prange = _jit.prange
 
 # In place on the provider's threads from this many elements (BERT's feed-forward Gelu,
 # 128 x 3072: 0.7 ms on one thread).
@@ -145,3 +147,71 @@ def gelu_erf_loops(poly: np.ndarray, smax: np.float32) -> GeluLoops:
 def gelu_tanh_loops(c3: np.float32, c1: np.float32) -> GeluLoops:
     """Gelu's tanh form; c1 = -2 sqrt(2/pi) and c3 = 0.044715 c1."""
     return GeluLoops(False, (_ONE,), _ONE, np.float32(c1), np.float32(c3), "gelu_tanh")
+
+
+# -- Softmax over the last axis (float32) -------------------------------------------------------
+_LANES = 16  # the running maximum is kept per lane, so its loop is elementwise and vectorizes
+
+
+@_jit.loop(fastmath={"reassoc"})
+def _softmax_rows(x, y, r0, r1):  # pragma: no cover - compiled
+    """``y[r] = exp(x[r] - max) / sum`` for rows r0..r1 of (R, N) float32 arrays, with the row's
+    own maximum as the shift (exp of at most 0: no overflow) and the sum reassociated so it
+    vectorizes. NaN or +inf in a row make the whole row NaN, as NumPy's passes do."""
+    n = x.shape[1]
+    full = n // _LANES * _LANES
+    lanes = np.empty(_LANES, np.float32)
+    for r in range(r0, r1):
+        xr = x[r]
+        yr = y[r]
+        m = xr[0]
+        if full > 0:
+            for lane in range(_LANES):
+                lanes[lane] = xr[lane]
+            for j in range(_LANES, full, _LANES):
+                for lane in range(_LANES):
+                    v = xr[j + lane]
+                    a = lanes[lane]
+                    lanes[lane] = v if v > a else a
+            m = lanes[0]
+            for lane in range(1, _LANES):
+                v = lanes[lane]
+                m = v if v > m else m
+        for j in range(full, n):
+            v = xr[j]
+            m = v if v > m else m
+        s = _ZERO
+        for j in range(n):
+            e = _exp32(xr[j] - m)
+            yr[j] = e
+            s += e
+        inv = _ONE / s
+        for j in range(n):
+            yr[j] = yr[j] * inv
+
+
+@_jit.loop(parallel=True)
+def _softmax_parts(x, y, parts):  # pragma: no cover - compiled
+    rows = x.shape[0]
+    for t in prange(parts):
+        _softmax_rows(x, y, rows * t // parts, rows * (t + 1) // parts)
+
+
+# Rows split over numba's threads (``_native``) from this many elements.
+_SOFTMAX_SPLIT_ELEMENTS = 1 << 14
+
+
+def softmax_rows(x2: np.ndarray, native: bool) -> np.ndarray:
+    """Softmax over the rows of a C-contiguous 2-D float32 array, split over numba's threads
+    with ``native`` when large enough."""
+    from tessera_cpu import _native
+
+    y = np.empty_like(x2)
+    rows = x2.shape[0]
+    if native and x2.size >= _SOFTMAX_SPLIT_ELEMENTS and rows > 1:
+        with _native.region(_parallel.threads()) as parts:
+            if parts > 1:
+                _softmax_parts(x2, y, min(parts, rows))
+                return y
+    _softmax_rows(x2, y, 0, rows)
+    return y

@@ -9,6 +9,7 @@ import ml_dtypes
 import numpy as np
 
 from tessera.provider import FLOAT_TYPES, INT_TYPES, Compute, NodeInfo
+from tessera_cpu import _jit, _native
 from tessera_cpu.kernels._registry import registry
 
 _FLOATS = FLOAT_TYPES
@@ -432,18 +433,25 @@ def _softmax_factory(
     kernel: Callable,
     rows: Callable[[np.ndarray], tuple[np.ndarray, float] | None] | None = None,
     own_max_rows: Callable[[np.ndarray], np.ndarray] | None = None,
+    loop: bool = False,
 ) -> Callable[[NodeInfo], Compute]:
     """Kernel factory for a softmax-like op along one axis.
 
     ``rows`` is a faster path for the last axis of rows up to _GEMV_MAX_ROW long; it may
     decline (None). ``own_max_rows`` replaces it on a node where it needed too many second
-    passes.
+    passes. With ``loop`` (Softmax), contiguous float32 rows take the compiled loop
+    (``_math_loops.softmax_rows``), split over numba's threads, when the native threads are on.
     """
 
     def factory(node: NodeInfo) -> Compute:
         flatten = node.since_version < 13
         axis = int(node.attr("axis", 1 if flatten else -1))
         rank = _static_rank(node)
+        # Read once, when the kernel is built: only with numba's threads does the loop win
+        # (one thread: as fast as the NumPy rows; split: 2x on BERT's attention).
+        loops = None
+        if loop and _jit.enabled() and _native.enabled():
+            from tessera_cpu.kernels import _math_loops as loops
 
         fixed = _axis(node, axis, rank) if rank else None
         cooldown = [0]  # runs left on own_max_rows; a benign race between concurrent runs
@@ -475,7 +483,15 @@ def _softmax_factory(
             with np.errstate(invalid="ignore", divide="ignore", over="ignore", under="ignore"):
                 y = None
                 n = xw.shape[ax]
-                if rows is not None and ax == xw.ndim - 1 and 0 < n <= _GEMV_MAX_ROW:
+                if (
+                    loops is not None
+                    and ax == xw.ndim - 1
+                    and xw.dtype == np.float32
+                    and xw.flags.c_contiguous
+                    and xw.size >= loops._SOFTMAX_SPLIT_ELEMENTS
+                ):
+                    y = loops.softmax_rows(xw.reshape(-1, n), True).reshape(xw.shape)
+                elif rows is not None and ax == xw.ndim - 1 and 0 < n <= _GEMV_MAX_ROW:
                     y = last_axis(xw.reshape(-1, n))
                     y = y if y is None else y.reshape(xw.shape)
                 if y is None:
@@ -491,7 +507,7 @@ def _softmax_factory(
 
 _SM_TYPES = {"T": _FLOATS}
 registry.kernel("Softmax", since=(1, 11, 13), types=_SM_TYPES)(
-    _softmax_factory(_softmax, _softmax_rows, _softmax_own_max_rows)
+    _softmax_factory(_softmax, _softmax_rows, _softmax_own_max_rows, loop=True)
 )
 registry.kernel("LogSoftmax", since=(1, 11, 13), types=_SM_TYPES)(
     _softmax_factory(_log_softmax, _log_softmax_rows)
