@@ -142,8 +142,8 @@ def test_fused_and_unfused_results_are_identical(tail, form, monkeypatch):
             pytest.skip("the CPU provider's native threads are not usable here")
         monkeypatch.delenv(_jit.ENV, raising=False)
         monkeypatch.delenv(_native.ENV, raising=False)
-        real_region = _native.region
-        monkeypatch.setattr(_native, "region", lambda n: calls.append(n) or real_region(n))
+        real_acquire = _native.acquire
+        monkeypatch.setattr(_native, "acquire", lambda n: calls.append(n) or real_acquire(n))
     elif form == "compiled-epilogue":
         pytest.importorskip("numba")
         monkeypatch.delenv(_jit.ENV, raising=False)

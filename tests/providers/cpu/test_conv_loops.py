@@ -8,8 +8,6 @@ really used and that the forms give bit-identical results.
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import pytest
 from onnx import helper, numpy_helper
@@ -261,15 +259,13 @@ def test_native_form_is_bit_identical(x_shape, w_shape, attrs, threads, monkeypa
         z = rng.standard_normal((x_shape[0], w_shape[0], *native.out)).astype(np.float32)
         relu = _conv2d.Epilogue(bias, lambda a: np.maximum(a, 0, out=a), (_conv_loops.RELU, 0, 0))
         parts = []
-        real_region = _native.region
+        real_acquire = _native.acquire
 
-        @contextlib.contextmanager
-        def region(n):
-            with real_region(n) as got_parts:
-                parts.append(got_parts)
-                yield got_parts
+        def acquire(n):
+            parts.append(real_acquire(n))
+            return parts[-1]
 
-        monkeypatch.setattr(_native, "region", region)
+        monkeypatch.setattr(_native, "acquire", acquire)
         got = native(x, relu, z)
         assert parts == [threads], "the engine did not take the native form on every thread"
         want = python(x, relu, z)

@@ -104,25 +104,39 @@ def gemm_address(dtype) -> int:
     return _blas.address(dtype)
 
 
-@contextlib.contextmanager
-def region(parts: int):
-    """Yields how many threads the caller's native region may use: ``parts`` (at most the
-    pool's size) if it is the only caller in one now and a run has pinned BLAS to one thread,
-    else 1 (run the serial form)."""
+def acquire(parts: int) -> int:
+    """How many threads the caller's native region may use: ``parts`` (at most the pool's
+    size) if it is the only caller in one now and a run has pinned BLAS to one thread, else 1
+    (run the serial form). A result above 1 holds the threads: call :func:`release` after."""
     parts = min(parts, _parallel.threads())
     # Outside a run BLAS may have its own threads, which each part's GEMM would start.
     if parts < 2 or not _state["ok"] or not _parallel.blas_pinned():
-        yield 1
-        return
+        return 1
     if not _lock.acquire(blocking=False):
-        yield 1
-        return
-    try:
-        if getattr(_local, "threads", None) != parts:
+        return 1
+    if getattr(_local, "threads", None) != parts:
+        try:
             import numba
 
             numba.set_num_threads(min(parts, numba.config.NUMBA_NUM_THREADS))
-            _local.threads = parts
-        yield parts
+        except BaseException:
+            _lock.release()
+            raise
+        _local.threads = parts
+    return parts
+
+
+def release() -> None:
+    """Give back the threads :func:`acquire` handed out (it returned more than 1)."""
+    _lock.release()
+
+
+@contextlib.contextmanager
+def region(parts: int):
+    """:func:`acquire` and :func:`release` around a block: yields the thread count."""
+    got = acquire(parts)
+    try:
+        yield got
     finally:
-        _lock.release()
+        if got > 1:
+            release()

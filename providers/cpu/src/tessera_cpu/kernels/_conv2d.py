@@ -418,6 +418,7 @@ class _NativePlan:
             self.units1 = _unit_array(conv._units(conv.mg))
             self.cols = conv.n * conv.g * kc * p if conv.form == "im2col" else 0
         self.pointwise = conv.form == "pointwise"
+        self._loop: tuple = (None,)  # (epi.loop, code, p0, p1 in the compute dtype)
 
     def __call__(self, x, y, z, epi: Epilogue) -> None:
         dt = self.dtype
@@ -426,9 +427,13 @@ class _NativePlan:
         yf = y.reshape(-1)
         zf = _EMPTY[dt] if z is None else np.ascontiguousarray(z, dtype=dt).reshape(-1)
         bias = _EMPTY[dt] if epi.bias is None else epi.bias
-        code, p0, p1 = epi.loop
-        p0, p1 = t(p0), t(p1)
-        with _native.region(self.parts) as parts:
+        cached = self._loop  # one read: concurrent runs may replace it
+        if epi.loop is not cached[0]:  # the kernel passes the same tuple every run
+            code, p0, p1 = epi.loop
+            cached = self._loop = (epi.loop, code, t(p0), t(p1))
+        _, code, p0, p1 = cached
+        parts = _native.acquire(self.parts)
+        try:
             if self.kind == "rows":
                 buf = _scratch(parts * max(1, self.scratch), dt).reshape(parts, -1)
                 args = (
@@ -468,3 +473,6 @@ class _NativePlan:
                     _conv_loops.depthwise_all(*args, parts, code, p0, p1)
                 else:
                     _conv_loops.depthwise_part(*args, 0, 1, code, p0, p1)
+        finally:
+            if parts > 1:
+                _native.release()

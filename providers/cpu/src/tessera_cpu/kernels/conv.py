@@ -253,6 +253,7 @@ def _conv_kernel(node: NodeInfo, activation=None, loop_activation=(0, 0.0, 0.0))
     plans: dict = {}
     engines: dict = {}  # (x shape, w shape) -> Conv2D, for read-only (initializer) weights
     engine_weight: list = [None]
+    epilogues: list = [None, None]  # the last Epilogue made, without and with a late Z
 
     def engine(x_shape, w, geometry) -> _conv2d.Conv2D:
         if w.flags.writeable or engine_weight[0] is not w:
@@ -286,10 +287,13 @@ def _conv_kernel(node: NodeInfo, activation=None, loop_activation=(0, 0.0, 0.0))
         if z is not None and z.shape == y_shape:
             zc = z.astype(dt, copy=False)
         late = z is not None and zc is None  # a broadcasting Z is added after the whole output
-        if late:
-            epi = _conv2d.Epilogue(bias, None, loop_bias_only)
-        else:
-            epi = _conv2d.Epilogue(bias, activation, loop_activation if use_loop else None)
+        epi = epilogues[late]
+        if epi is None or epi.bias is not bias:  # an initializer bias is the same array each run
+            if late:
+                epi = _conv2d.Epilogue(bias, None, loop_bias_only)
+            else:
+                epi = _conv2d.Epilogue(bias, activation, loop_activation if use_loop else None)
+            epilogues[late] = epi
         xc = x.astype(dt, copy=False)
         if x.ndim == 4 and math.prod(out) > 0:
             y = engine(x.shape, w, geometry)(xc, epi, zc)
