@@ -213,3 +213,39 @@ def test_attention_softmax_takes_the_loop(native, monkeypatch):
     e = np.exp(x - x.max(axis=-1, keepdims=True))
     np.testing.assert_allclose(got[0], e / e.sum(axis=-1, keepdims=True), rtol=1e-5, atol=1e-7)
     assert calls
+
+
+@pytest.mark.parametrize("native_form", ["1", "0"], ids=["native", "python-threads"])
+def test_sessions_with_different_thread_counts_run_at_once(native_form, monkeypatch):
+    """The pool is process-wide and each run sizes it to its session's count; a pool replaced
+    while another run uses it lets that run finish (no hang, right results)."""
+    from tessera_cpu.kernels import _conv2d
+
+    monkeypatch.setenv(_native.ENV, native_form)
+    monkeypatch.setattr(_conv2d, "_PARALLEL_MACS", 0)  # every convolution splits
+    monkeypatch.setattr(_conv2d, "_NATIVE_PARALLEL_MACS", 0)
+    data, feeds = _conv_model()
+    sessions = []
+    for threads in (1, 2):
+        opts = tessera.SessionOptions()
+        opts.intra_op_num_threads = threads
+        sessions.append(tessera.InferenceSession(data, opts, providers=["cpu"]))
+    want = sessions[0].run(None, feeds)[0]
+    errors = []
+
+    def work(sess):
+        try:
+            for _ in range(40):
+                np.testing.assert_allclose(sess.run(None, feeds)[0], want, rtol=1e-5, atol=1e-5)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in sessions * 2]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads), "a run hung"
+    assert not errors, errors[0]
+    sessions[1].run(None, feeds)
+    assert _parallel.threads() == 2

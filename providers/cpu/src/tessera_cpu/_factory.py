@@ -22,7 +22,8 @@ class CPUExecutionProvider(ExecutionProvider):
         from tessera_cpu.kernels import registry  # importing registers every kernel
 
         self.registry = registry
-        _parallel.configure(int(self.options.get("intra_op_num_threads") or 0))
+        self._threads = int(self.options.get("intra_op_num_threads") or 0)
+        _parallel.configure(self._threads)
         self._pin_blas = int(self.options.get("blas_threads", 1)) == 1
         # Convolutions split over numba's OpenMP threads cost ~2.5 us per split (_native), so
         # concurrent branches would only compete with them (core API 1.3; older cores ignore it).
@@ -38,6 +39,9 @@ class CPUExecutionProvider(ExecutionProvider):
         return fusions(view)
 
     def on_run_start(self) -> None:
+        # The pool is process-wide: a session created later with another thread count resized
+        # it, so each run sizes it back to its own session's count.
+        _parallel.configure(self._threads)
         if self._pin_blas:
             _parallel.run_started()
 

@@ -99,11 +99,16 @@ class _Pool:
             _Worker(f"tessera-cpu-{i}", cpus[i + 1] if pinned else None) for i in range(size)
         ]
         self.busy = threading.Lock()
+        self.closed = False
 
     def run(self, tasks: list[tuple]) -> None:
         """Run ``tasks`` (``(fn, *args)``): the first on this thread, the rest on workers."""
         if len(tasks) > 1 and self.busy.acquire(blocking=False):
             try:
+                if self.closed:  # replaced by configure() since the caller looked it up
+                    for fn, *args in tasks:
+                        fn(*args)
+                    return
                 started = []
                 for worker, (fn, *args) in zip(self.workers, tasks[1:]):
                     worker.start_task(fn, *args)
@@ -130,8 +135,11 @@ class _Pool:
             fn(*args)
 
     def stop(self) -> None:
-        for worker in self.workers:
-            worker.stop()
+        """Stop the workers once no caller is using them (a run in flight finishes first)."""
+        with self.busy:
+            self.closed = True
+            for worker in self.workers:
+                worker.stop()
 
 
 _pool: _Pool | None = None
@@ -153,7 +161,9 @@ def default_threads() -> int:
 
 
 def configure(threads: int) -> None:
-    """Set the pool size for this process (the last session created with a count sets it)."""
+    """Set the pool size for this process. The CPU provider calls it when a session is created
+    and at the start of each run, so the pool has the running session's thread count (when
+    sessions with different counts run at once, the last one to start sets it)."""
     global _pool, _threads
     threads = max(1, int(threads) or default_threads())
     with _lock:
