@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
+from support.native_threads import record_parts
 
 import tessera
 from tessera_cpu import _jit, _native
@@ -258,14 +259,7 @@ def test_native_form_is_bit_identical(x_shape, w_shape, attrs, threads, monkeypa
         assert native._plan is not None and python._plan is None
         z = rng.standard_normal((x_shape[0], w_shape[0], *native.out)).astype(np.float32)
         relu = _conv2d.Epilogue(bias, lambda a: np.maximum(a, 0, out=a), (_conv_loops.RELU, 0, 0))
-        parts = []
-        real_acquire = _native.acquire
-
-        def acquire(n):
-            parts.append(real_acquire(n))
-            return parts[-1]
-
-        monkeypatch.setattr(_native, "acquire", acquire)
+        parts = record_parts(monkeypatch)
         got = native(x, relu, z)
         assert parts == [threads], "the engine did not take the native form on every thread"
         want = python(x, relu, z)

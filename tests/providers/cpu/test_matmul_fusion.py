@@ -5,12 +5,11 @@ large enough to split) and on the provider's Python threads."""
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import onnx
 import pytest
 from onnx import helper, numpy_helper
+from support.native_threads import record_parts
 
 import tessera
 from tessera_cpu import _native
@@ -186,16 +185,7 @@ def test_native_bands_give_the_python_threaded_bits(a_shape, form, monkeypatch):
     activation: the same bits as the Python-threaded blocks, and it really split."""
     n = 3072 if a_shape[-1] == 768 else 80
     model, feeds = _model(("bias", "residual", ("Gelu", {"approximate": "tanh"})), a_shape, n)
-    parts = []
-    real_region = _native.region
-
-    @contextlib.contextmanager
-    def region(k):
-        with real_region(k) as got:
-            parts.append(got)
-            yield got
-
-    monkeypatch.setattr(_native, "region", region)
+    parts = record_parts(monkeypatch)
     opts = tessera.SessionOptions()
     opts.intra_op_num_threads = 2
     native = tessera.InferenceSession(model.SerializeToString(), opts, providers=["cpu"])

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper
 from onnx.reference import ReferenceEvaluator
+from support.native_threads import record_parts
 from support.single_node import add_parameters
 
 import tessera
@@ -191,15 +192,7 @@ def test_loops_split_over_numbas_threads_give_the_same_bits(activation, params, 
     if not _native.enabled():
         pytest.skip("numba's OpenMP/TBB layer is not usable here")
     monkeypatch.setattr(_norm_loops, "_NATIVE_SPLIT_ELEMENTS", 0)
-    seen = []
-    real_region = _native.region
-
-    def region(n):
-        ctx = real_region(n)
-        seen.append(n)
-        return ctx
-
-    monkeypatch.setattr(_native, "region", region)
+    seen = record_parts(monkeypatch)
     old = _parallel.threads()
     _parallel.configure(2)
     _parallel.run_started()

@@ -3,11 +3,10 @@ loops on (split over numba's or Python threads) and off, and the switch that tur
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import pytest
 from onnx import helper, reference
+from support.native_threads import record_parts
 
 import tessera
 from tessera_cpu import _jit, _native, _parallel
@@ -38,15 +37,7 @@ def mode(request, monkeypatch):
             pytest.skip("numba's OpenMP/TBB layer is not usable here")
         monkeypatch.delenv(_native.ENV, raising=False)
         monkeypatch.setattr(_pool_loops, "_NATIVE_TAPS", 0)
-        real_region = _native.region
-
-        @contextlib.contextmanager
-        def region(n):
-            with real_region(n) as got:
-                parts.append(got)
-                yield got
-
-        monkeypatch.setattr(_native, "region", region)
+        parts = record_parts(monkeypatch)
     else:
         monkeypatch.setenv(_native.ENV, "0")
     yield request.param

@@ -218,6 +218,13 @@ def _gemm_epilogue(fn, w, wo, kc, b, bo, ldb, y, yo, rows, cols, ldy, bias, b0, 
 
 
 @_jit.loop
+def _dims(geo):
+    """(Cg, H, W, OW, KH, KW, M, Mg, P, G) from ``geo``."""
+    return (geo[G_CG], geo[G_H], geo[G_W], geo[G_OW], geo[G_KH], geo[G_KW], geo[G_M],
+            geo[G_MG], geo[G_P], geo[G_G])  # fmt: skip
+
+
+@_jit.loop
 def _part(n, t, parts):
     return n * t // parts, n * (t + 1) // parts
 
@@ -226,9 +233,7 @@ def _part(n, t, parts):
 def conv_rows_part(fn, x, w, y, z, bias, scratch, units, geo, pointwise, t, parts, kind, p0, p1):
     """Units of output rows [begin, end): each builds its columns in ``scratch[t]`` (unless
     ``pointwise``: the GEMM reads the input), multiplies and applies the epilogue."""
-    cg, h, wd, ow = geo[G_CG], geo[G_H], geo[G_W], geo[G_OW]
-    kh, kw = geo[G_KH], geo[G_KW]
-    m, mg, p, g_n = geo[G_M], geo[G_MG], geo[G_P], geo[G_G]
+    cg, h, wd, ow, kh, kw, m, mg, p, g_n = _dims(geo)
     kc = cg * kh * kw
     plane = h * wd
     u0, u1 = _part(units.shape[0], t, parts)
@@ -262,9 +267,7 @@ def conv_channels_part(fn, x, w, y, z, bias, cols, units, geo, phase, pointwise,
     """Phase 0: units of input channels [begin, end) build the flat (N, G, Kc, P) ``cols``.
     Phase 1: units of output channels [begin, end) of a group multiply and apply the epilogue
     (reading the input itself for a ``pointwise`` convolution, which has no phase 0)."""
-    cg, h, wd, ow = geo[G_CG], geo[G_H], geo[G_W], geo[G_OW]
-    kh, kw = geo[G_KH], geo[G_KW]
-    m, mg, p, g_n = geo[G_M], geo[G_MG], geo[G_P], geo[G_G]
+    cg, h, wd, ow, kh, kw, m, mg, p, g_n = _dims(geo)
     kc = cg * kh * kw
     plane = h * wd
     u0, u1 = _part(units.shape[0], t, parts)
