@@ -249,3 +249,25 @@ def test_sessions_with_different_thread_counts_run_at_once(native_form, monkeypa
     assert not errors, errors[0]
     sessions[1].run(None, feeds)
     assert _parallel.threads() == 2
+
+
+def test_a_threading_layer_that_fails_leaves_the_python_threads(monkeypatch, caplog):
+    """If numba's parallel loops cannot run (no usable threading layer), the native form is
+    off with a warning, and convolutions still run."""
+    if not _jit.enabled() or not _blas.address(np.float32):
+        pytest.skip("needs numba and NumPy's CBLAS gemm")
+
+    def broken(out):
+        raise RuntimeError("no threading layer")
+
+    monkeypatch.setattr(_native, "_probe", broken)
+    monkeypatch.setitem(_native._state, "checked", False)
+    monkeypatch.setitem(_native._state, "ok", False)
+    monkeypatch.setitem(_native._state, "layer", None)
+    monkeypatch.delenv(_native.ENV, raising=False)
+    with caplog.at_level("WARNING", logger="tessera.cpu"):
+        assert not _native.available(np.float32)
+    assert "no threading layer" in caplog.text
+    data, feeds = _conv_model()
+    got = tessera.InferenceSession(data, providers=["cpu"]).run(None, feeds)[0]
+    assert got.shape == (1, 16, 20, 20)

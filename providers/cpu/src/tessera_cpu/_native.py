@@ -34,6 +34,7 @@ ENV = "TESSERA_CPU_NATIVE_THREADS"
 _GOOD_LAYERS = ("omp", "tbb")
 
 _lock = threading.Lock()  # held by the caller whose region is running
+_check_lock = threading.Lock()
 _state: dict = {"checked": False, "ok": False, "layer": None}
 _local = threading.local()
 
@@ -55,18 +56,27 @@ def _check() -> bool:
     """Whether native-threaded kernels may run in this process (decided once)."""
     if _state["checked"]:
         return _state["ok"]
-    with _lock:
+    with _check_lock:
         if _state["checked"]:
             return _state["ok"]
         ok = False
         if _jit.enabled() and _blas.address(np.float32):
             import numba
 
-            _probe(np.zeros(2, np.int64))
-            layer = numba.threading_layer()
+            try:
+                _probe(np.zeros(2, np.int64))
+                layer = numba.threading_layer()
+            except Exception as exc:  # noqa: BLE001 - any failure means "use the Python threads"
+                _log.warning(
+                    "numba's parallel loops do not run here (%s: %s); the CPU provider splits "
+                    "work over Python threads instead",
+                    type(exc).__name__,
+                    exc,
+                )
+                layer = None
             _state["layer"] = layer
             ok = layer in _GOOD_LAYERS
-            if not ok:
+            if not ok and layer is not None:
                 _log.info(
                     "numba's threading layer is %r; the CPU provider splits work over Python "
                     "threads instead (install tbb, or a libgomp, for its native threads)",
