@@ -110,10 +110,6 @@ def available(dtype) -> bool:
     return _check()
 
 
-def gemm_address(dtype) -> int:
-    return _blas.address(dtype)
-
-
 def acquire(parts: int) -> int:
     """How many threads the caller's native region may use: ``parts`` (at most the pool's
     size) if it is the only caller in one now and a run has pinned BLAS to one thread, else 1
@@ -139,6 +135,25 @@ def acquire(parts: int) -> int:
 def release() -> None:
     """Give back the threads :func:`acquire` handed out (it returned more than 1)."""
     _lock.release()
+
+
+def split(count: int, serial, parallel, *, native: bool, python: bool = False) -> None:
+    """Work over ``count`` items (rows, planes): with ``native``, ``parallel(parts)`` on numba's
+    threads when at least two are free and there are as many items, else ``serial(0, count)``
+    on this thread; without, ``serial(start, stop)`` over chunks on the provider's Python
+    threads when ``python``, else over the whole range."""
+    if not native:
+        _parallel.run_chunks(count, serial, parallel=python)
+        return
+    parts = acquire(_parallel.threads())
+    if parts > 1:
+        try:
+            if count >= 2:
+                parallel(min(parts, count))
+                return
+        finally:
+            release()
+    serial(0, count)
 
 
 @contextlib.contextmanager

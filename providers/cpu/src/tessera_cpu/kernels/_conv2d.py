@@ -31,7 +31,7 @@ from collections.abc import Callable
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from tessera_cpu import _jit, _native, _parallel
+from tessera_cpu import _blas, _jit, _native, _parallel
 from tessera_cpu.kernels import _conv_loops
 
 # Below this much work (multiply-adds plus _COPY_MACS per copied element; about 0.4 ms on one
@@ -389,7 +389,7 @@ class _NativePlan:
         p = oh * ow
         kc = conv.cg * conv.ks[0] * conv.ks[1]
         self.dtype = conv.wk.dtype
-        self.fn = _native.gemm_address(self.dtype)
+        self.fn = _blas.address(self.dtype)
         self.parts = conv.threads
         self.geo = _conv_loops.geometry(
             conv.cg, h, wd, conv.ks, conv.strides, conv.dil, conv.pb, ow, conv.m, conv.mg, p, conv.g

@@ -109,7 +109,7 @@ def batched(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
     dt = a.dtype
     if a.ndim < 3 or b.ndim < 2 or b.dtype != dt or a.shape[-1] != b.shape[-2]:
         return None
-    if not _native.available(dt):
+    if not _blas.address(dt):
         return None
     try:
         batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
@@ -124,13 +124,13 @@ def batched(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
     if a_op is None or b_op is None:
         return None
     y = np.empty((*batch, m, n), dt)
-    args = (_native.gemm_address(dt), a, *a_op, b, *b_op, y.reshape(-1), m, k, n)
-    parts = _parallel.threads() if count * m * n * k >= _NATIVE_SPLIT_MACS else 1
-    with _native.region(min(parts, count)) as got:
-        if got > 1:
-            _stacks(*args, got)
-        else:
-            _stack(*args, 0, count)
+    args = (_blas.address(dt), a, *a_op, b, *b_op, y.reshape(-1), m, k, n)
+    _native.split(
+        count,
+        lambda i0, i1: _stack(*args, i0, i1),
+        lambda parts: _stacks(*args, parts),
+        native=count * m * n * k >= _NATIVE_SPLIT_MACS,
+    )
     return y
 
 
@@ -150,7 +150,7 @@ def matmul(a: np.ndarray, b: np.ndarray, bias=None, z=None) -> np.ndarray | None
         or a.shape[-1] != b.shape[0]
         or not a.flags.c_contiguous
         or not b.flags.c_contiguous
-        or not _native.available(dt)
+        or not _blas.address(dt)
     ):
         return None
     k, n = b.shape
@@ -165,7 +165,7 @@ def matmul(a: np.ndarray, b: np.ndarray, bias=None, z=None) -> np.ndarray | None
     y = np.empty(shape, dt)
     empty = np.empty(0, dt)
     args = (
-        _native.gemm_address(dt),
+        _blas.address(dt),
         a.reshape(-1),
         b.reshape(-1),
         y.reshape(-1),

@@ -19,7 +19,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from tessera_cpu import _jit, _parallel
+from tessera_cpu import _jit, _native, _parallel
 
 prange = _jit.prange
 
@@ -204,14 +204,11 @@ _SOFTMAX_SPLIT_ELEMENTS = 1 << 14
 def softmax_rows(x2: np.ndarray, native: bool) -> np.ndarray:
     """Softmax over the rows of a C-contiguous 2-D float32 array, split over numba's threads
     with ``native`` when large enough."""
-    from tessera_cpu import _native
-
     y = np.empty_like(x2)
-    rows = x2.shape[0]
-    if native and x2.size >= _SOFTMAX_SPLIT_ELEMENTS and rows > 1:
-        with _native.region(_parallel.threads()) as parts:
-            if parts > 1:
-                _softmax_parts(x2, y, min(parts, rows))
-                return y
-    _softmax_rows(x2, y, 0, rows)
+    _native.split(
+        x2.shape[0],
+        lambda r0, r1: _softmax_rows(x2, y, r0, r1),
+        lambda parts: _softmax_parts(x2, y, parts),
+        native=native and x2.size >= _SOFTMAX_SPLIT_ELEMENTS,
+    )
     return y

@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from tessera_cpu import _jit, _native, _parallel
+from tessera_cpu import _jit, _native
 
 prange = _jit.prange
 
@@ -92,16 +92,10 @@ def _layer_norm_parts(x, scale, bias, consts, y, mean, inv, parts):  # pragma: n
 
 
 def _run(rows: int, size: int, split_at: int, native: bool, serial, parallel) -> None:
-    """``serial(start, stop)`` over the rows, or ``parallel(parts)`` on numba's threads
-    (``native``), or in chunks on the provider's Python threads from ``split_at`` elements."""
-    if native and size >= _NATIVE_SPLIT_ELEMENTS:
-        with _native.region(_parallel.threads()) as parts:
-            if parts > 1 and rows >= parts:
-                parallel(parts)
-            else:
-                serial(0, rows)
-            return
-    _parallel.run_chunks(rows, serial, parallel=size >= split_at)
+    """Over numba's threads (``native``) from _NATIVE_SPLIT_ELEMENTS elements, or over the
+    provider's Python threads from ``split_at``."""
+    native = native and size >= _NATIVE_SPLIT_ELEMENTS
+    _native.split(rows, serial, parallel, native=native, python=size >= split_at)
 
 
 def batch_norm(

@@ -19,7 +19,7 @@ import functools
 
 import numpy as np
 
-from tessera_cpu import _jit, _native, _parallel
+from tessera_cpu import _jit, _native
 
 prange = _jit.prange
 
@@ -180,19 +180,16 @@ def _split(count: int, taps: int, native: bool, loops, x, args: tuple, y) -> Non
     """Run ``loops(parallel)(x, *args, y, parts)`` over the ``count`` items of x's and y's
     leading axis: in parts on numba's threads (``native``), or in chunks on the provider's
     Python threads, when there are enough ``taps`` to pay for the split."""
-    if native and taps >= _NATIVE_TAPS:
-        with _native.region(_parallel.threads()) as parts:
-            if parts > 1 and count >= parts:
-                loops(True)(x, *args, y, parts)
-                return
-            loops(False)(x, *args, y, 1)
-            return
     fn = loops(False)
 
     def chunk(a0: int, a1: int) -> None:
         fn(x[a0:a1], *args, y[a0:a1], 1)
 
-    _parallel.run_chunks(count, chunk, parallel=taps >= _PARALLEL_TAPS)
+    def parts(n: int) -> None:
+        loops(True)(x, *args, y, n)
+
+    native = native and taps >= _NATIVE_TAPS
+    _native.split(count, chunk, parts, native=native, python=taps >= _PARALLEL_TAPS)
 
 
 @functools.cache
