@@ -15,34 +15,27 @@ from onnx.reference import ReferenceEvaluator
 from support.native_threads import record_parts
 
 import tessera
-from tessera_cpu import _jit, _native, _tiles
+from tessera_cpu import _jit, _native
 from tessera_cpu.kernels import _conv2d
 from tessera_cpu.kernels.conv import same_pads
 
 ort = pytest.importorskip("onnxruntime")
 
 
-@pytest.fixture(params=["native", "native-blas", "jit", "numpy"])
+@pytest.fixture(params=["native", "jit", "numpy"])
 def jit(request, monkeypatch) -> bool:
-    """The engine's forms: whole convolutions on numba's threads (``_native``) with the tile
-    kernel's GEMM (``_tiles``, where the host has it) or NumPy's BLAS, the compiled loops
-    between Python-threaded GEMMs, and NumPy only."""
+    """The engine's three forms: whole convolutions on numba's threads (``_native``), the
+    compiled loops between Python-threaded GEMMs, and NumPy only."""
     if request.param == "numpy":
         monkeypatch.setenv(_jit.ENV, "0")
         return False
     if not _jit.enabled():
         pytest.skip("numba is not usable here")
     monkeypatch.delenv(_jit.ENV, raising=False)
-    if request.param.startswith("native"):
+    if request.param == "native":
         if not _native.available(np.float32):
             pytest.skip("numba's OpenMP/TBB layer or NumPy's CBLAS gemm is not usable here")
         monkeypatch.delenv(_native.ENV, raising=False)
-        if request.param == "native":
-            if not _tiles.available(np.float32):
-                pytest.skip("the tile kernel needs AVX-512")
-            monkeypatch.delenv(_tiles.ENV, raising=False)
-        else:
-            monkeypatch.setenv(_tiles.ENV, "0")
     else:
         monkeypatch.setenv(_native.ENV, "0")
     return True
@@ -240,25 +233,17 @@ def pinned_run():
     _parallel.run_ended()
 
 
-@pytest.mark.parametrize("tiles", [False, True])
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize(("x_shape", "w_shape", "attrs"), DEPTHWISE + IM2COL)
-def test_native_form_is_bit_identical(
-    x_shape, w_shape, attrs, threads, tiles, monkeypatch, pinned_run
-):
-    """Whole on numba's threads with NumPy's BLAS, a convolution makes the same columns and
-    the same GEMM calls as the Python-threaded loop form, so the same bits, with bias, residual
-    and Relu; and the engine really takes the native drivers, in parallel when it splits. With
-    the tile kernel (group 1, not depthwise), only the order of the sums differs."""
+def test_native_form_is_bit_identical(x_shape, w_shape, attrs, threads, monkeypatch, pinned_run):
+    """Whole on numba's threads, a convolution makes the same columns and the same GEMM calls
+    as the Python-threaded loop form, so the same bits, with bias, residual and Relu; and the
+    engine really takes the native drivers, in parallel when it splits."""
     from tessera_cpu import _parallel
     from tessera_cpu.kernels import _conv_loops
 
     if not (_jit.enabled() and _native.available(np.float32)):
         pytest.skip("the native form is not usable here")
-    if tiles and not _tiles.available(np.float32):
-        pytest.skip("the tile kernel needs AVX-512")
-    if not tiles:
-        monkeypatch.setenv(_tiles.ENV, "0")
     monkeypatch.setattr(_conv2d, "_PARALLEL_MACS", 0)
     monkeypatch.setattr(_conv2d, "_NATIVE_PARALLEL_MACS", 0)
     old_threads = _parallel.threads()
@@ -278,12 +263,7 @@ def test_native_form_is_bit_identical(
         got = native(x, relu, z)
         assert parts == [threads], "the engine did not take the native form on every thread"
         want = python(x, relu, z)
-        tiled = attrs.get("group", 1) == 1
-        assert native._plan.tiles == (tiles and tiled)
-        if native._plan.tiles:
-            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
-        else:
-            assert got.tobytes() == want.tobytes()
+        assert got.tobytes() == want.tobytes()
     finally:
         _parallel.configure(old_threads)
 

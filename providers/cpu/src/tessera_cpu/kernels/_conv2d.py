@@ -31,7 +31,7 @@ from collections.abc import Callable
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from tessera_cpu import _blas, _jit, _native, _parallel, _tiles
+from tessera_cpu import _blas, _jit, _native, _parallel
 from tessera_cpu.kernels import _conv_loops
 
 # Below this much work (multiply-adds plus _COPY_MACS per copied element; about 0.4 ms on one
@@ -379,20 +379,6 @@ def _unit_array(units) -> np.ndarray:
     return np.array(units, dtype=np.int64).reshape(-1, 4)
 
 
-def _panel_units(units, mg: int) -> list[tuple[int, int, int, int]]:
-    """``units`` of output channels with each band's bounds moved to multiples of
-    ``_tiles.MR``, the packed weights' panels (empty bands dropped)."""
-    mr = _tiles.MR
-    panels = -(-mg // mr)
-    out = []
-    for i, g, a, b in units:
-        a2 = min(mg, round(a * panels / mg) * mr)
-        b2 = min(mg, round(b * panels / mg) * mr)
-        if b2 > a2:
-            out.append((i, g, a2, b2))
-    return out
-
-
 class _NativePlan:
     """A :class:`Conv2D` run whole by the compiled loops of ``_conv_loops`` on numba's threads
     (``tessera_cpu._native``): the same work items, columns and GEMMs as the Python-threaded
@@ -405,15 +391,10 @@ class _NativePlan:
         self.dtype = conv.wk.dtype
         self.fn = _blas.address(self.dtype)
         self.parts = conv.threads
-        # The tile kernel (``_tiles``) instead of BLAS: ``fn`` 0 and the weights packed.
-        self.tiles = conv.form != "depthwise" and conv.g == 1 and _tiles.available(self.dtype)
         self.geo = _conv_loops.geometry(
             conv.cg, h, wd, conv.ks, conv.strides, conv.dil, conv.pb, ow, conv.m, conv.mg, p, conv.g
         )
         self.w = conv.wk.reshape(-1) if conv.form != "depthwise" else conv.wk
-        if self.tiles:
-            self.fn = 0
-            self.w = _tiles.pack(conv.wk.reshape(conv.m, kc))
         self.form = conv.form
         self.scratch = 0  # elements of scratch per part
         if conv.form == "depthwise":
@@ -429,18 +410,13 @@ class _NativePlan:
                 bands = _bands(self.parts, kc * p * conv.wk.itemsize, kc * conv.wk.itemsize)
             self.units = _unit_array(conv._units(oh, min(bands, oh)))
             if conv.form == "im2col":
-                band = ow * int((self.units[:, 3] - self.units[:, 2]).max(initial=0))
-                self.scratch = (_conv_loops.panel_elements if self.tiles else int.__mul__)(kc, band)
+                self.scratch = kc * ow * int((self.units[:, 3] - self.units[:, 2]).max(initial=0))
         else:
             # By output channels over columns made once (split by input channels).
             self.kind = "channels"
             self.units0 = _unit_array(conv._units(conv.cg) if conv.form == "im2col" else [])
-            units1 = conv._units(conv.mg)
-            if self.tiles:  # bands of whole panels of the packed weights
-                units1 = _panel_units(units1, conv.mg)
-            self.units1 = _unit_array(units1)
-            per_image = _conv_loops.panel_elements(kc, p) if self.tiles else kc * p
-            self.cols = conv.n * conv.g * per_image if conv.form == "im2col" else 0
+            self.units1 = _unit_array(conv._units(conv.mg))
+            self.cols = conv.n * conv.g * kc * p if conv.form == "im2col" else 0
         self.pointwise = conv.form == "pointwise"
         self._loop: tuple = (None,)  # (epi.loop, code, p0, p1 in the compute dtype)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tessera_cpu import _blas, _jit, _tiles
+from tessera_cpu import _blas, _jit
 
 _U = np.uint64  # loop indices known to be >= 0
 
@@ -92,37 +92,6 @@ def depthwise(x, w, y, c0, c1, kh, kw, sh, sw, dh, dw, ph, pw, ow_n, buf):
 
 
 @_jit.loop
-def im2col_tap(x, dst2, c, ki, kj, oh0, oh1, kh, kw, sh, sw, dh, dw, ph, pw, ow_n):
-    """Row 0 of ``dst2`` = tap (ki, kj) of channel c for output rows ``oh0..oh1`` (im2col's
-    loop for one row of its columns)."""
-    h = x.shape[1]
-    wd = x.shape[2]
-    xc = x[c]
-    dst = dst2[0]
-    off = kj * dw - pw
-    lo = min(ow_n, 0 if off >= 0 else (-off + sw - 1) // sw)
-    hi = max(lo, min(ow_n, (wd - 1 - off) // sw + 1))
-    for oh in range(oh0, oh1):
-        ih = oh * sh - ph + ki * dh
-        base = (oh - oh0) * ow_n
-        if ih < 0 or ih >= h:
-            for ow in range(ow_n):
-                dst[_U(base + ow)] = 0
-            continue
-        xr = xc[ih]
-        for ow in range(lo):
-            dst[_U(base + ow)] = 0
-        if sw == 1:
-            for ow in range(lo, hi):
-                dst[_U(base + ow)] = xr[_U(ow + off)]
-        else:
-            for ow in range(lo, hi):
-                dst[_U(base + ow)] = xr[_U(ow * sw + off)]
-        for ow in range(hi, ow_n):
-            dst[_U(base + ow)] = 0
-
-
-@_jit.loop
 def im2col(x, cols, c0, c1, oh0, oh1, kh, kw, sh, sw, dh, dw, ph, pw, ow_n):
     """Columns of channels ``c0..c1`` and output rows ``oh0..oh1`` of one image (or group).
 
@@ -130,12 +99,35 @@ def im2col(x, cols, c0, c1, oh0, oh1, kh, kw, sh, sw, dh, dw, ph, pw, ow_n):
     + kj`` holding tap (ki, kj) of channel c for every output pixel, zero where the tap falls in
     the padding: the same matrix as the strided view of the zero-padded input, reshaped.
     """
+    h = x.shape[1]
+    wd = x.shape[2]
     for c in range(c0, c1):
+        xc = x[c]
         for ki in range(kh):
             for kj in range(kw):
-                k = (c * kh + ki) * kw + kj
-                im2col_tap(x, cols[k : k + 1], c, ki, kj, oh0, oh1, kh, kw, sh, sw, dh, dw, ph,
-                           pw, ow_n)  # fmt: skip
+                dst = cols[(c * kh + ki) * kw + kj]
+                off = kj * dw - pw
+                # Output columns whose tap lands inside the row: 0 <= ow * sw + off < wd.
+                lo = min(ow_n, 0 if off >= 0 else (-off + sw - 1) // sw)
+                hi = max(lo, min(ow_n, (wd - 1 - off) // sw + 1))
+                for oh in range(oh0, oh1):
+                    ih = oh * sh - ph + ki * dh
+                    base = (oh - oh0) * ow_n
+                    if ih < 0 or ih >= h:
+                        for ow in range(ow_n):
+                            dst[_U(base + ow)] = 0
+                        continue
+                    xr = xc[ih]
+                    for ow in range(lo):
+                        dst[_U(base + ow)] = 0
+                    if sw == 1:
+                        for ow in range(lo, hi):
+                            dst[_U(base + ow)] = xr[_U(ow + off)]
+                    else:
+                        for ow in range(lo, hi):
+                            dst[_U(base + ow)] = xr[_U(ow * sw + off)]
+                    for ow in range(hi, ow_n):
+                        dst[_U(base + ow)] = 0
 
 
 # Epilogue activations (FusedConv's): codes for :func:`epilogue`.
@@ -186,13 +178,6 @@ def epilogue(y, rows, cols, stride, bias, b0, z, zstride, kind, p0, p1):
 
 prange = _jit.prange
 gemm = _jit.deferred(_blas.gemm_intrinsic)
-micro = _jit.deferred(_tiles.micro_intrinsic)
-MR, NR = _tiles.MR, _tiles.NR
-# Rows of B (the reduction) per pass of the tile kernel: KC x NR floats (32 KiB) stay in L1.
-KC = 256
-# Columns of B packed at a time: at most _PACK_COLUMNS, and at most _PACK_BYTES packed (in L2).
-_PACK_COLUMNS = 512
-_PACK_BYTES = 1 << 20
 
 # Indices into ``geo``.
 G_CG, G_H, G_W, G_KH, G_KW, G_SH, G_SW, G_DH, G_DW, G_PH, G_PW, G_OW, G_M, G_MG, G_P, G_G = range(
@@ -226,106 +211,10 @@ def geometry(cg, h, w, ks, strides, dil, pb, ow, m, mg, p, g) -> np.ndarray:
 
 @_jit.loop
 def _gemm_epilogue(fn, w, wo, kc, b, bo, ldb, y, yo, rows, cols, ldy, bias, b0, z, kind, p0, p1):
-    """``y[yo:]`` (rows x cols, row stride ldy) = act(w[wo:] @ b[bo:] + bias + z): by BLAS at
-    address ``fn``, or with ``fn`` 0 by the tile kernel over ``w`` packed (``_tiles.pack``;
-    ``wo`` then at a panel boundary)."""
-    if fn == 0:
-        _tile_gemm_epilogue(w, wo, kc, b, bo, ldb, y, yo, rows, cols, ldy, bias, b0, z, kind,
-                            p0, p1)  # fmt: skip
-        return
+    """``y[yo:]`` (rows x cols, row stride ldy) = act(w[wo:] @ b[bo:] + bias + z)."""
     gemm(fn, _blas.NO_TRANS, _blas.NO_TRANS, rows, cols, kc, w, wo, kc, b, bo, ldb, y, yo, ldy)
     if bias.size > 0 or z.size > 0 or kind != NO_ACTIVATION:
         epilogue(y[yo:], rows, cols, ldy, bias, b0, z[yo:], ldy, kind, p0, p1)
-
-
-@_jit.loop
-def _tile_gemm_epilogue(ap, ao, kc, b, bo, ldb, y, yo, rows, cols, ldy, bias, b0, z, kind, p0,
-                        p1):  # fmt: skip
-    """The tile kernel's form of :func:`_gemm_epilogue`. With ``ldb`` 0, ``b[bo:]`` already
-    holds the columns as the tile kernel's panels (:func:`im2col_panels`); otherwise they are
-    packed a block of columns at a time, each row of the block read in one run (rows of ``b``
-    lie pages apart: reading one panel's 128 bytes per row missed the TLB on every row)."""
-    if ldb == 0:
-        _tile_panels(ap, ao, kc, b, bo, y, yo, rows, cols, 0, ldy, bias, b0, z, kind, p0, p1)
-        return
-    block = min(_PACK_COLUMNS, max(NR, (_PACK_BYTES // (y.itemsize * kc)) // NR * NR))
-    packed = np.empty(kc * block, dtype=y.dtype)
-    for nb in range(0, cols, block):
-        span = min(block, cols - nb)
-        whole = span // NR
-        for k in range(kc):
-            s0 = bo + k * ldb + nb
-            for q in range(whole):
-                d0 = (q * kc + k) * NR
-                for j in range(NR):
-                    packed[_U(d0 + j)] = b[_U(s0 + q * NR + j)]
-            if span % NR:
-                d0 = (whole * kc + k) * NR
-                for j in range(NR):
-                    packed[_U(d0 + j)] = b[_U(s0 + whole * NR + j)] if whole * NR + j < span else 0
-        _tile_panels(ap, ao, kc, packed, 0, y, yo, rows, span, nb, ldy, bias, b0, z, kind, p0, p1)
-
-
-@_jit.loop
-def _tile_panels(ap, ao, kc, pb, pbo, y, yo, rows, cols, pc0, ldy, bias, b0, z, kind, p0, p1):
-    """``y`` columns ``pc0 .. pc0 + cols`` from the panels at ``pb[pbo:]`` (``kc * NR`` floats
-    each): per panel, per ``KC`` rows of it (a block that stays in L1), every ``MR`` rows of
-    ``ap``; then each tile's epilogue while the panel's column of ``y`` is in cache. Tiles past
-    the edge of ``y`` go through a scratch column."""
-    edge = np.empty(-(-rows // MR) * MR * NR, dtype=y.dtype)
-    fused = bias.size > 0 or z.size > 0 or kind != NO_ACTIVATION
-    for q in range(-(-cols // NR)):
-        pc = pc0 + q * NR
-        width = min(NR, cols - q * NR)
-        at = pbo + q * kc * NR
-        for kb in range(0, kc, KC):
-            depth = min(KC, kc - kb)
-            for mi in range(0, rows, MR):
-                a_at = ao + mi * kc + kb * MR
-                b_at = at + kb * NR
-                if width == NR and mi + MR <= rows:
-                    micro(ap, a_at, pb, b_at, NR, y, yo + mi * ldy + pc, ldy, depth, kb)
-                else:
-                    micro(ap, a_at, pb, b_at, NR, edge, mi * NR, NR, depth, kb)
-        for mi in range(0, rows, MR):
-            height = min(MR, rows - mi)
-            dst = yo + mi * ldy + pc
-            if not (width == NR and height == MR):
-                for r in range(height):
-                    out = y[dst + r * ldy :]
-                    for j in range(width):
-                        out[j] = edge[(mi + r) * NR + j]
-            if fused:
-                epilogue(y[dst:], height, width, ldy, bias, b0 + mi, z[dst:], ldy, kind, p0, p1)
-
-
-def panel_elements(kc: int, pixels: int) -> int:
-    """Elements of :func:`im2col_panels`'s columns for ``pixels`` output pixels."""
-    return kc * -(-pixels // NR) * NR
-
-
-@_jit.loop
-def im2col_panels(x, cols, co, c0, c1, oh0, oh1, kh, kw, sh, sw, dh, dw, ph, pw, ow_n):
-    """:func:`im2col`'s columns laid out as the tile kernel's panels in the flat ``cols[co:]``:
-    tap row ``k`` of pixel ``p`` (counted from output row ``oh0``) at ``(p // NR) * Kc * NR +
-    k * NR + p % NR``, zero past the last pixel. Each row of taps is built whole in a buffer
-    that stays in L1 (by :func:`im2col_tap`), then copied out ``NR`` floats at a time."""
-    kc = x.shape[0] * kh * kw
-    pixels = (oh1 - oh0) * ow_n
-    buf = np.empty((1, -(-pixels // NR) * NR), dtype=x.dtype)
-    for t in range(pixels, buf.shape[1]):
-        buf[0, t] = 0
-    for c in range(c0, c1):
-        for ki in range(kh):
-            for kj in range(kw):
-                k = (c * kh + ki) * kw + kj
-                # The row of tap (ki, kj) of channel c: im2col of that one tap.
-                im2col_tap(x, buf, c, ki, kj, oh0, oh1, kh, kw, sh, sw, dh, dw, ph, pw, ow_n)
-                row = buf[0]
-                for q in range(-(-pixels // NR)):
-                    d0 = co + (q * kc + k) * NR
-                    for j in range(NR):
-                        cols[_U(d0 + j)] = row[_U(q * NR + j)]
 
 
 @_jit.loop
@@ -358,14 +247,8 @@ def conv_rows_part(fn, x, w, y, z, bias, scratch, units, geo, pointwise, t, part
             _gemm_epilogue(fn, w, g * mg * kc, kc, x, xo + a * ow, p,
                            y, yo, mg, width, p, bias, g * mg, z, kind, p0, p1)  # fmt: skip
             continue
-        xs = x[xo : xo + cg * plane].reshape((cg, h, wd))
-        if fn == 0:  # the tile kernel: columns built as its panels (ldb 0)
-            im2col_panels(xs, buf, 0, 0, cg, a, b, kh, kw, geo[G_SH], geo[G_SW], geo[G_DH],
-                          geo[G_DW], geo[G_PH], geo[G_PW], ow)  # fmt: skip
-            _gemm_epilogue(fn, w, g * mg * kc, kc, buf, 0, 0,
-                           y, yo, mg, width, p, bias, g * mg, z, kind, p0, p1)  # fmt: skip
-            continue
         cols = buf[: kc * width].reshape((kc, width))
+        xs = x[xo : xo + cg * plane].reshape((cg, h, wd))
         im2col(xs, cols, 0, cg, a, b, kh, kw, geo[G_SH], geo[G_SW], geo[G_DH], geo[G_DW],
                geo[G_PH], geo[G_PW], ow)  # fmt: skip
         _gemm_epilogue(fn, w, g * mg * kc, kc, buf, 0, width,
@@ -390,25 +273,19 @@ def conv_channels_part(fn, x, w, y, z, bias, cols, units, geo, phase, pointwise,
     u0, u1 = _part(units.shape[0], t, parts)
     for u in range(u0, u1):
         i, g, a, b = units[u, 0], units[u, 1], units[u, 2], units[u, 3]
-        # The tile kernel's (fn 0) columns are its panels: each padded to whole panels.
-        stride = kc * (-(-p // NR) * NR if fn == 0 else p)
-        co = (i * g_n + g) * stride
+        co = (i * g_n + g) * kc * p
         if phase == 0:
             xo = (i * g_n + g) * cg * plane
             xs = x[xo : xo + cg * plane].reshape((cg, h, wd))
-            if fn == 0:
-                im2col_panels(xs, cols, co, a, b, 0, p // ow, kh, kw, geo[G_SH], geo[G_SW],
-                              geo[G_DH], geo[G_DW], geo[G_PH], geo[G_PW], ow)  # fmt: skip
-            else:
-                im2col(xs, cols[co : co + kc * p].reshape((kc, p)), a, b, 0, p // ow, kh, kw,
-                       geo[G_SH], geo[G_SW], geo[G_DH], geo[G_DW], geo[G_PH], geo[G_PW], ow)  # fmt: skip
+            im2col(xs, cols[co : co + kc * p].reshape((kc, p)), a, b, 0, p // ow, kh, kw,
+                   geo[G_SH], geo[G_SW], geo[G_DH], geo[G_DW], geo[G_PH], geo[G_PW], ow)  # fmt: skip
         elif pointwise:  # the columns are the input itself
             m0 = g * mg + a
             _gemm_epilogue(fn, w, m0 * kc, kc, x, (i * g_n + g) * cg * plane, p,
                            y, (i * m + m0) * p, b - a, p, p, bias, m0, z, kind, p0, p1)  # fmt: skip
         else:
             m0 = g * mg + a
-            _gemm_epilogue(fn, w, m0 * kc, kc, cols, co, 0 if fn == 0 else p,
+            _gemm_epilogue(fn, w, m0 * kc, kc, cols, co, p,
                            y, (i * m + m0) * p, b - a, p, p, bias, m0, z, kind, p0, p1)  # fmt: skip
 
 
