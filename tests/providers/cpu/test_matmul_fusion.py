@@ -12,19 +12,27 @@ from onnx import helper, numpy_helper
 from support.native_threads import record_parts
 
 import tessera
-from tessera_cpu import _native
+from tessera_cpu import _native, _tiles
 from tessera_cpu.kernels import _gemm_loops
 
 ort = pytest.importorskip("onnxruntime")
 
 
-@pytest.fixture(autouse=True, params=["native", "python-threads"])
+@pytest.fixture(autouse=True, params=["native", "native-blas", "python-threads"])
 def form(request, monkeypatch):
-    if request.param == "native":
+    """Products on numba's threads with the tile kernel (``_tiles``, AVX-512 hosts) or NumPy's
+    BLAS, or on the provider's Python threads."""
+    if request.param.startswith("native"):
         if not _native.enabled():
             pytest.skip("numba's OpenMP/TBB layer or NumPy's CBLAS gemm is not usable here")
         monkeypatch.delenv(_native.ENV, raising=False)
         monkeypatch.setattr(_gemm_loops, "_NATIVE_SPLIT_MACS", 0)
+        if request.param == "native":
+            if not _tiles.available(np.float32):
+                pytest.skip("the tile kernel needs AVX-512")
+            monkeypatch.delenv(_tiles.ENV, raising=False)
+        else:
+            monkeypatch.setenv(_tiles.ENV, "0")
     else:
         monkeypatch.setenv(_native.ENV, "0")
     return request.param
@@ -178,7 +186,7 @@ def test_blocks_split_by_rows_or_columns_apply_the_epilogue_to_their_own_part(a_
     _check_two_threads_match_unfused(model, feeds)
 
 
-@pytest.mark.parametrize("form", ["native"], indirect=True)  # it compares with the other
+@pytest.mark.parametrize("form", ["native-blas"], indirect=True)  # it compares with the other
 @pytest.mark.parametrize("a_shape", [(1, 128, 768), (3, 5, 96)])
 def test_native_bands_give_the_python_threaded_bits(a_shape, form, monkeypatch):
     """Split into column bands on numba's threads, bias and residual added per band, then the
@@ -194,3 +202,24 @@ def test_native_bands_give_the_python_threaded_bits(a_shape, form, monkeypatch):
     monkeypatch.setenv(_native.ENV, "0")
     python = tessera.InferenceSession(model.SerializeToString(), opts, providers=["cpu"])
     np.testing.assert_array_equal(got, python.run(None, feeds)[0])
+
+
+@pytest.mark.parametrize("form", ["native"], indirect=True)  # it compares with the other forms
+@pytest.mark.parametrize("a_shape", [(1, 128, 768), (3, 5, 96), (1, 13, 40)])
+def test_the_tile_kernel_matches_blas_and_really_runs(a_shape, form, monkeypatch):
+    """With the weights packed at creation, the tile kernel's products (split by panels of 32
+    columns, row panels of 12 packed per run, edges in scratch) match BLAS's to rounding."""
+    n = 3072 if a_shape[-1] == 768 else 80
+    model, feeds = _model(("bias", "residual", ("Gelu", {"approximate": "tanh"})), a_shape, n)
+    calls = []
+    for name in ("_tile_band", "_tile_bands"):  # one thread's form, the split form
+        real = getattr(_gemm_loops, name)
+        monkeypatch.setattr(_gemm_loops, name, lambda *a, f=real: calls.append(1) or f(*a))
+    opts = tessera.SessionOptions()
+    opts.intra_op_num_threads = 2
+    tiles = tessera.InferenceSession(model.SerializeToString(), opts, providers=["cpu"])
+    got = tiles.run(None, feeds)[0]
+    assert calls, "the tile kernel did not run"
+    monkeypatch.setenv(_tiles.ENV, "0")
+    blas = tessera.InferenceSession(model.SerializeToString(), opts, providers=["cpu"])
+    np.testing.assert_allclose(got, blas.run(None, feeds)[0], rtol=1e-5, atol=1e-5)

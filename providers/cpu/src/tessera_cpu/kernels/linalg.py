@@ -38,6 +38,7 @@ def matmul(node: NodeInfo) -> Compute:
             raise _fail(node, "B must have rank >= 1")
         const_b = _work(np.ascontiguousarray(const_b))
     native = _jit.enabled() and _native.enabled()  # read once, when the kernel is built
+    packed = _gemm_loops.pack_weights(const_b) if native else None
 
     def compute(a, b):
         if a.ndim == 0 or b.ndim == 0:
@@ -48,7 +49,11 @@ def matmul(node: NodeInfo) -> Compute:
         bw = const_b if const_b is not None else _work(b)
         y = None
         if native:
-            y = _gemm_loops.matmul(a, bw) if bw.ndim == 2 else _gemm_loops.batched(a, bw)
+            y = (
+                _gemm_loops.matmul(a, bw, packed=packed)
+                if bw.ndim == 2
+                else _gemm_loops.batched(a, bw)
+            )
         if y is None:
             y = np.asarray(_parallel.matmul(_work(a), bw))
         return (y if y.dtype == dt else y.astype(dt),)
@@ -79,6 +84,7 @@ def fused_matmul(node: NodeInfo) -> Compute:
     if const_b is not None:
         const_b = np.ascontiguousarray(const_b)
     native = _jit.enabled() and _native.enabled()  # read once, when the kernel is built
+    packed = _gemm_loops.pack_weights(const_b) if native else None
 
     def compute(a, b, bias=None, z=None):
         bw = const_b if const_b is not None else b
@@ -92,7 +98,7 @@ def fused_matmul(node: NodeInfo) -> Compute:
         blockwise = z is None or z.shape == shape
         if native and blockwise:
             # On numba's threads: product, bias and Z per column band; then the activation.
-            y = _gemm_loops.matmul(a, bw, bias, z)
+            y = _gemm_loops.matmul(a, bw, bias, z, packed)
             if y is not None:
                 if activation is not None:
                     activation(y)
