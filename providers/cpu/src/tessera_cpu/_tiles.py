@@ -103,6 +103,40 @@ def pack(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(out.reshape(panels, MR, k).transpose(0, 2, 1)).reshape(-1)
 
 
+def prefetch_intrinsic():
+    """``prefetch(a, ao)`` for compiled loops: ask the CPU to bring the cache line holding
+    ``a[ao]`` into all its caches (``llvm.prefetch``, read, high locality); no effect on the
+    results, and no fault past the array's end."""
+    from llvmlite import ir
+    from numba import types
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def prefetch(typingctx, a, ao):
+        if not isinstance(a, types.Array):
+            return None
+        sig = types.void(a, ao)
+
+        def codegen(context, builder, signature, args):
+            tys = signature.args
+            data = context.make_array(tys[0])(context, builder, args[0]).data
+            at = builder.gep(data, [context.cast(builder, args[1], tys[1], types.int64)])
+            i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+            name = "llvm.prefetch.p0i8"
+            fn = builder.module.globals.get(name)
+            if fn is None:
+                fn = ir.Function(
+                    builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), name
+                )
+            read, locality, data_cache = (ir.Constant(i32, v) for v in (0, 3, 1))
+            builder.call(fn, [builder.bitcast(at, i8p), read, locality, data_cache])
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return prefetch
+
+
 def micro_intrinsic():
     """``micro(a, ao, b, bo, ldb, c, co, ldc, kc, beta)`` for compiled loops (float32
     arrays): ``c[co + r * ldc + j] = (c[...] if beta else 0) + sum over k < kc of

@@ -22,6 +22,7 @@ from tessera_cpu import _blas, _jit, _native, _parallel, _tiles
 prange = _jit.prange
 gemm = _jit.deferred(_blas.gemm_intrinsic)
 micro = _jit.deferred(_tiles.micro_intrinsic)
+prefetch = _jit.deferred(_tiles.prefetch_intrinsic)
 MR, NR = _tiles.MR, _tiles.NR
 # Steps of k per pass of the tile kernel: a KC x NR block of the weights' panel (32 KiB) stays
 # in L1 while every row panel of A passes.
@@ -102,6 +103,11 @@ def _tile_band(ap, wp, y, bias, z, m, k, n, q0, q1):  # pragma: no cover - compi
         for kb in range(0, k, KC):
             depth = min(KC, k - kb)
             b_at = (q * k + kb) * NR
+            # The weights are cold: ask for the next block (the panels lie end to end) while
+            # this one passes every row panel.
+            ahead = b_at + depth * NR
+            for t in range(ahead, min(wp.size, ahead + KC * NR), 16):
+                prefetch(wp, t)
             for mi in range(0, m, MR):
                 a_at = mi * k + kb * MR
                 if width == NR and mi + MR <= m:
