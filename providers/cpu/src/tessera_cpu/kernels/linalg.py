@@ -49,11 +49,10 @@ def matmul(node: NodeInfo) -> Compute:
         bw = const_b if const_b is not None else _work(b)
         y = None
         if native:
-            y = (
-                _gemm_loops.matmul(a, bw, packed=packed)
-                if bw.ndim == 2
-                else _gemm_loops.batched(a, bw)
-            )
+            if bw.ndim == 2:
+                y = _gemm_loops.matmul(a, bw, None, None, packed)
+            else:
+                y = _gemm_loops.batched(a, bw)
         if y is None:
             y = np.asarray(_parallel.matmul(_work(a), bw))
         return (y if y.dtype == dt else y.astype(dt),)
