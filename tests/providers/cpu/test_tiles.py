@@ -103,3 +103,24 @@ def test_tile_bands_match_numpy(loops, m, k, n, addends):
     if addends:
         want = want + bias + z
     np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5 * np.sqrt(k))
+
+
+def test_a_kernel_that_fails_its_self_check_leaves_blas_with_a_warning(monkeypatch, caplog):
+    """Another llvmlite may refuse the IR or compute wrong: the products then keep BLAS."""
+    if not _tiles._host_has_avx512():
+        pytest.skip("the tile kernel needs AVX-512")
+    from tessera_cpu.kernels import _gemm_loops
+
+    monkeypatch.delenv(_tiles.ENV, raising=False)
+    for outcome in (lambda: False, lambda: (_ for _ in ()).throw(RuntimeError("no such IR"))):
+        _tiles._works.cache_clear()
+        monkeypatch.setattr(_gemm_loops, "tile_self_check", outcome)
+        with caplog.at_level("WARNING", logger="tessera.cpu"):
+            assert not _tiles.available(np.float32)
+            assert _gemm_loops.pack_weights(np.ones((4, 4), np.float32)) is None
+        assert "tile kernel" in caplog.text
+        caplog.clear()
+    _tiles._works.cache_clear()
+    monkeypatch.undo()
+    if _jit.enabled():
+        assert _tiles.available(np.float32)  # the real check passes here

@@ -29,9 +29,12 @@ ONNX backend tests' tolerances. ``TESSERA_CPU_TILE_GEMM=0`` turns the kernel off
 from __future__ import annotations
 
 import functools
+import logging
 import os
 
 import numpy as np
+
+_log = logging.getLogger("tessera.cpu")
 
 ENV = "TESSERA_CPU_TILE_GEMM"
 MR = 12  # rows of A per tile
@@ -57,8 +60,36 @@ def _host_has_avx512() -> bool:
 
 
 def available(dtype) -> bool:
-    """Whether a kernel built now for ``dtype`` may use the tile kernel."""
-    return np.dtype(dtype) == np.float32 and not _env_off() and _host_has_avx512()
+    """Whether a kernel built now for ``dtype`` may use the tile kernel: float32, not turned
+    off, an AVX-512 host, and the kernel compiled and checked once in this process."""
+    if np.dtype(dtype) != np.float32 or _env_off() or not _host_has_avx512():
+        return False
+    return _works()
+
+
+@functools.cache
+def _works() -> bool:
+    """Compile the tile loops and check one small product against NumPy, once. The IR is
+    written for the LLVM numba ships with now; if another llvmlite refuses it or computes
+    wrong, the products keep NumPy's BLAS, with a warning, rather than fail at run time."""
+    try:
+        from tessera_cpu.kernels import _gemm_loops
+
+        ok = _gemm_loops.tile_self_check()
+    except Exception as exc:  # noqa: BLE001 - any failure means "keep BLAS"
+        _log.warning(
+            "the CPU provider's GEMM tile kernel does not compile here (%s: %s); products "
+            "with constant weights use NumPy's BLAS",
+            type(exc).__name__,
+            exc,
+        )
+        return False
+    if not ok:
+        _log.warning(
+            "the CPU provider's GEMM tile kernel gave wrong results on its self-check; products "
+            "with constant weights use NumPy's BLAS"
+        )
+    return ok
 
 
 @functools.cache

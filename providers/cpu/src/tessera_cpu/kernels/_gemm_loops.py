@@ -207,6 +207,22 @@ def batched(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
     return y
 
 
+def tile_self_check() -> bool:
+    """Whether the tile loops compile and compute one small product with edge tiles in both
+    directions and two blocks of k as NumPy does (``_tiles.available`` asks once)."""
+    rng = np.random.default_rng(0)
+    m, k, n = MR + 1, KC + 3, NR + 5
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    w = rng.standard_normal((k, n)).astype(np.float32)
+    ap = np.empty(_tiles.packed_size(m, k), np.float32)
+    y = np.empty(m * n, np.float32)
+    empty = np.empty(0, np.float32)
+    _pack_rows(a.reshape(-1), ap, m, k, 0, -(-m // MR))
+    _tile_band(ap, _tiles.pack_columns(w), y, empty, empty, m, k, n, 0, -(-n // NR))
+    want = a.astype(np.float64) @ w.astype(np.float64)
+    return bool(np.allclose(y.reshape(m, n), want, rtol=1e-4, atol=1e-4))
+
+
 def pack_weights(b) -> np.ndarray | None:
     """A constant right operand's column panels for :func:`matmul`'s tile form (made once,
     when the kernel is built), or None where that form does not apply: not a 2-D float32
