@@ -124,3 +124,30 @@ def test_a_kernel_that_fails_its_self_check_leaves_blas_with_a_warning(monkeypat
     monkeypatch.undo()
     if _jit.enabled():
         assert _tiles.available(np.float32)  # the real check passes here
+
+
+@pytest.mark.parametrize(("dtype", "packs"), [(np.float32, True), (np.float16, False)])
+def test_only_float32_matmuls_pack_their_weights(loops, monkeypatch, dtype, packs):
+    """A float16 MatMul computes in float32 through BLAS, never the tile form: packing its
+    widened weights would only keep a second copy of them."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    import tessera
+
+    elem = TensorProto.FLOAT if dtype == np.float32 else TensorProto.FLOAT16
+    w = numpy_helper.from_array(np.ones((64, 40), dtype), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", elem, [3, 64])],
+        [helper.make_tensor_value_info("y", elem, None)],
+        [w],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    packed = []
+    real = loops.pack_weights
+    monkeypatch.setattr(loops, "pack_weights", lambda b: packed.append(b) or real(b))
+    sess = tessera.InferenceSession(model.SerializeToString(), providers=["cpu"])
+    (y,) = sess.run(None, {"x": np.ones((3, 64), dtype)})
+    np.testing.assert_allclose(y.astype(np.float32), 64.0)
+    assert bool(packed) == packs

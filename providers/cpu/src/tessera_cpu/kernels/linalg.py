@@ -38,7 +38,10 @@ def matmul(node: NodeInfo) -> Compute:
             raise _fail(node, "B must have rank >= 1")
         const_b = _work(np.ascontiguousarray(const_b))
     native = _jit.enabled() and _native.enabled()  # read once, when the kernel is built
-    packed = _gemm_loops.pack_weights(const_b) if native else None
+    # float16 B was widened to float32 above, but its A stays float16 and never takes the
+    # tile form: packing its weights would only hold a second copy of them.
+    a_float32 = node.input_types[0] in ("tensor(float)", None)
+    packed = _gemm_loops.pack_weights(const_b) if native and a_float32 else None
 
     def compute(a, b):
         if a.ndim == 0 or b.ndim == 0:
