@@ -112,16 +112,18 @@ def test_a_kernel_that_fails_its_self_check_leaves_blas_with_a_warning(monkeypat
     from tessera_cpu.kernels import _gemm_loops
 
     monkeypatch.delenv(_tiles.ENV, raising=False)
-    for outcome in (lambda: False, lambda: (_ for _ in ()).throw(RuntimeError("no such IR"))):
+    try:
+        for outcome in (lambda: False, lambda: (_ for _ in ()).throw(RuntimeError("no such IR"))):
+            _tiles._works.cache_clear()
+            monkeypatch.setattr(_gemm_loops, "tile_self_check", outcome)
+            with caplog.at_level("WARNING", logger="tessera.cpu"):
+                assert not _tiles.available(np.float32)
+                assert _gemm_loops.pack_weights(np.ones((4, 4), np.float32)) is None
+            assert "tile kernel" in caplog.text
+            caplog.clear()
+    finally:  # the failed outcome must not stay cached for the tests after this one
         _tiles._works.cache_clear()
-        monkeypatch.setattr(_gemm_loops, "tile_self_check", outcome)
-        with caplog.at_level("WARNING", logger="tessera.cpu"):
-            assert not _tiles.available(np.float32)
-            assert _gemm_loops.pack_weights(np.ones((4, 4), np.float32)) is None
-        assert "tile kernel" in caplog.text
-        caplog.clear()
-    _tiles._works.cache_clear()
-    monkeypatch.undo()
+        monkeypatch.undo()
     if _jit.enabled():
         assert _tiles.available(np.float32)  # the real check passes here
 
